@@ -1,0 +1,55 @@
+//! Commands and their output. `main.rs` parses [`Cli`] and calls [`run`].
+//!
+//! * [`settings`]: the options of `estimate` and `plan`, from flags and job files.
+//! * [`plan_cmd`]: `estimate` and `plan`.
+//! * [`demo`]: `rekey demo`, the whole job on generated data.
+//! * [`output`]: table, JSON and CSV renderings of an estimate.
+
+pub mod demo;
+pub mod output;
+pub mod plan_cmd;
+pub mod settings;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rekey",
+    version,
+    about = "Re-encrypt S3 objects from SSE-S3 (or none) to SSE-KMS in place, planned from S3 Inventory."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Read an inventory and print what re-encrypting it would cost and how long it would take.
+    Estimate(PlanArgs),
+    /// As estimate, and write every object's fate into a SQLite checkpoint for `rekey run`.
+    Plan(PlanArgs),
+    /// Generate a realistic inventory (100k rows) and plan it: the whole job, locally.
+    Demo(demo::DemoArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    /// A job file (jobs/NAME.toml) holding these settings; flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub job: Option<PathBuf>,
+    #[command(flatten)]
+    pub settings: settings::PlanSettings,
+}
+
+/// Run one command. Async work (S3) runs on `runtime`; the planner's threads are plain
+/// threads, so this function is called from outside the runtime.
+pub fn run(cli: Cli, runtime: &tokio::runtime::Runtime) -> Result<()> {
+    match cli.command {
+        Command::Estimate(args) => plan_cmd::run(args, plan_cmd::Mode::Estimate, runtime).map(|_| ()),
+        Command::Plan(args) => plan_cmd::run(args, plan_cmd::Mode::Plan, runtime).map(|_| ()),
+        Command::Demo(args) => demo::run(args, runtime),
+    }
+}

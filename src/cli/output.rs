@@ -1,0 +1,172 @@
+//! Rendering an estimate: a table for people, one JSON object for programs, and CSV cost
+//! lines for spreadsheets.
+
+use super::settings::Format;
+use crate::plan::Estimate;
+use crate::units::{human_bytes, human_duration, thousands};
+use std::fmt::Write;
+
+pub fn render(e: &Estimate, format: Format) -> String {
+    match format {
+        Format::Json => {
+            let mut s = serde_json::to_string_pretty(e).expect("an estimate always serialises");
+            s.push('\n');
+            s
+        }
+        Format::Csv => csv(e),
+        Format::Table => table(e),
+    }
+}
+
+fn money(x: f64) -> String {
+    if x != 0.0 && x.abs() < 0.01 {
+        format!("${x:.4}")
+    } else {
+        let cents = (x * 100.0).round() as u64;
+        format!("${}.{:02}", thousands(cents / 100), cents % 100)
+    }
+}
+
+fn table(e: &Estimate) -> String {
+    let mut o = String::new();
+    let inv = &e.inventory;
+    let _ = writeln!(o, "rekey estimate for {}", inv.source);
+    let _ = writeln!(
+        o,
+        "  inventory: {} rows in {} data file(s){}{}",
+        thousands(inv.rows),
+        inv.files,
+        inv.source_bucket.as_ref().map(|b| format!(", bucket {b}")).unwrap_or_default(),
+        inv.created.as_ref().map(|c| format!(", taken {c}")).unwrap_or_default(),
+    );
+    let _ = writeln!(o);
+    let _ = writeln!(o, "Planned: {} objects, {}", thousands(e.objects.planned), human_bytes(e.objects.planned_bytes));
+    if !e.breakdown.is_empty() {
+        let _ = writeln!(
+            o,
+            "  {:<15} {:<20} {:>12} {:>11} {:>12} {:>12} {:>12}",
+            "method", "storage class", "objects", "bytes", "S3 requests", "KMS requests", "cost"
+        );
+        for l in &e.breakdown {
+            let _ = writeln!(
+                o,
+                "  {:<15} {:<20} {:>12} {:>11} {:>12} {:>12} {:>12}",
+                l.method.as_str(),
+                l.storage_class.as_str(),
+                thousands(l.objects),
+                human_bytes(l.bytes),
+                thousands(l.s3_put_class + l.s3_get_class),
+                thousands(l.kms.ceil() as u64),
+                money(l.total_usd),
+            );
+        }
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(o, "Skipped: {} objects", thousands(e.objects.skipped_total));
+    for (reason, n) in &e.objects.skipped {
+        let _ = writeln!(o, "  {reason:<27} {:>12}", thousands(*n));
+    }
+    let _ = writeln!(o);
+    let r = &e.requests;
+    let _ = writeln!(
+        o,
+        "Requests: {} S3 PUT-class, {} S3 GET-class, {} KMS{}",
+        thousands(r.s3_put_class),
+        thousands(r.s3_get_class),
+        thousands(r.kms),
+        if e.assumptions.bucket_key {
+            format!(" (Bucket Key; {} without)", thousands(r.kms_without_bucket_key))
+        } else {
+            String::new()
+        },
+    );
+    let c = &e.cost_usd;
+    let _ = writeln!(o, "Cost (USD, one-off)");
+    for (label, v) in [
+        ("S3 requests", c.s3_requests),
+        ("retrieval", c.retrieval),
+        ("KMS requests", c.kms_requests),
+        ("early deletion", c.early_deletion),
+    ] {
+        let _ = writeln!(o, "  {label:<27} {:>12}", money(v));
+    }
+    let _ = writeln!(o, "  {:<27} {:>12}", "total", money(c.total));
+    let _ = writeln!(o, "  {:<27} {:>12}", "same objects, copy only", money(e.alternatives_usd.copy_only));
+    let _ = writeln!(o, "  {:<27} {:>12}", "via S3 Batch Operations", money(e.alternatives_usd.batch_operations));
+    if e.assumptions.versioned {
+        let _ = writeln!(o, "  {:<27} {:>12}", "noncurrent storage / month", money(e.noncurrent_storage_usd_per_month));
+    }
+    if let Some(g) = &e.ongoing_usd_per_month {
+        let _ = writeln!(o, "Ongoing (USD / month, {} GETs)", thousands(g.monthly_gets));
+        let _ = writeln!(
+            o,
+            "  {:<27} {:>12}",
+            "KMS decrypt, no Bucket Key",
+            money(g.kms_decrypt_without_bucket_key + g.kms_key)
+        );
+        let _ =
+            writeln!(o, "  {:<27} {:>12}", "KMS decrypt, Bucket Key", money(g.kms_decrypt_with_bucket_key + g.kms_key));
+    }
+    let a = &e.assumptions;
+    let _ = writeln!(
+        o,
+        "Duration: {} ({}-bound: KMS {} req/s = quota {} x share {}; S3 {} req/s)",
+        human_duration(e.duration_seconds),
+        e.duration_bound_by.to_uppercase(),
+        thousands(a.kms_rps as u64),
+        thousands(a.kms_quota_rps as u64),
+        a.kms_share,
+        thousands(a.s3_rps as u64),
+    );
+    let _ = writeln!(o, "Assumptions: region {}, versioned = {} ({})", a.region, a.versioned, a.versioned_source);
+    for n in &a.notes {
+        let _ = writeln!(o, "  - {n}");
+    }
+    o
+}
+
+fn csv(e: &Estimate) -> String {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let _ = w.write_record(["line", "method", "storage_class", "objects", "quantity", "unit", "usd"]);
+    let mut row = |line: &str, method: &str, class: &str, objects: String, qty: String, unit: &str, usd: f64| {
+        let _ = w.write_record([line, method, class, &objects, &qty, unit, &format!("{usd}")]);
+    };
+    for l in &e.breakdown {
+        let (m, c, n) = (l.method.as_str(), l.storage_class.as_str(), l.objects.to_string());
+        row(
+            "s3_requests",
+            m,
+            c,
+            n.clone(),
+            (l.s3_put_class + l.s3_get_class).to_string(),
+            "requests",
+            l.s3_requests_usd,
+        );
+        row("retrieval", m, c, n.clone(), format!("{}", l.bytes as f64 / (1u64 << 30) as f64), "GiB", l.retrieval_usd);
+        row("kms_requests", m, c, n.clone(), format!("{}", l.kms), "requests", l.kms_usd);
+        row("early_deletion", m, c, n.clone(), String::new(), "", l.early_deletion_usd);
+        row("noncurrent_storage_per_month", m, c, n, String::new(), "per month", l.noncurrent_storage_usd_per_month);
+    }
+    let planned = e.objects.planned.to_string();
+    row("total", "", "", planned.clone(), String::new(), "", e.cost_usd.total);
+    row("alternative_copy_only", "", "", planned.clone(), String::new(), "", e.alternatives_usd.copy_only);
+    row(
+        "alternative_batch_operations",
+        "",
+        "",
+        planned.clone(),
+        String::new(),
+        "",
+        e.alternatives_usd.batch_operations,
+    );
+    row(
+        "noncurrent_storage_per_month",
+        "",
+        "",
+        planned,
+        String::new(),
+        "per month",
+        e.noncurrent_storage_usd_per_month,
+    );
+    String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+}

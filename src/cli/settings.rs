@@ -1,0 +1,387 @@
+//! The options of `estimate` and `plan`, from flags and from a job file.
+//!
+//! Every flag has a job-file key of the same name (`--kms-key` ↔ `kms-key`), and a flag
+//! given on the command line overrides the file. Relative paths in a job file are
+//! relative to the job file's own directory, so `jobs/` can be moved as a whole.
+
+use crate::inventory::{EncryptionStatus, OpenOptions};
+use crate::plan::classify::MAX_SINGLE_COPY;
+use crate::plan::{ClassifyOptions, KmsQuota, MethodChoice, Pace, PlanConfig, PriceTable};
+use crate::units::ByteSize;
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// For people: a breakdown by method and storage class.
+    #[default]
+    Table,
+    /// Exactly one JSON object (`rekey.estimate/1`).
+    Json,
+    /// One row per cost line, for spreadsheets.
+    Csv,
+}
+
+/// `--assume-encryption`: what to take for objects when the report does not say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+pub enum AssumeEncryption {
+    #[value(name = "SSE-S3")]
+    #[serde(rename = "SSE-S3")]
+    SseS3,
+    #[value(name = "NOT-SSE")]
+    #[serde(rename = "NOT-SSE")]
+    NotSse,
+}
+
+/// Flags shared by `estimate` and `plan`; also the schema of a job file.
+#[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PlanSettings {
+    /// Inventory: a manifest.json (local or s3://), or a Batch Operations CSV manifest.
+    #[arg(long, value_name = "SRC")]
+    pub inventory: Option<String>,
+    /// The target KMS key, as a full key ARN (UpdateObjectEncryption accepts nothing else).
+    #[arg(long, value_name = "ARN")]
+    pub kms_key: Option<String>,
+    /// The bucket's region (sets the KMS quota). Default: the key ARN's region, then AWS_REGION.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// A custom S3 endpoint (emulator, S3-compatible store). AWS_ENDPOINT_URL also works.
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// Virtual-hosted addressing with a custom endpoint (default there: path-style).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub virtual_host: Option<bool>,
+    /// auto: UpdateObjectEncryption where S3 allows it, else copy.
+    #[arg(long, value_enum)]
+    pub method: Option<MethodChoice>,
+    /// Enable S3 Bucket Keys on re-encrypted objects (up to 99 % fewer KMS requests).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub bucket_key: Option<bool>,
+    /// Only keys starting with this prefix (repeatable).
+    #[arg(long, value_name = "PREFIX")]
+    pub include_prefix: Option<Vec<String>>,
+    /// Never keys starting with this prefix (repeatable).
+    #[arg(long, value_name = "PREFIX")]
+    pub exclude_prefix: Option<Vec<String>>,
+    /// Skip objects smaller than this (bytes, or e.g. 128KiB).
+    #[arg(long, value_name = "SIZE")]
+    pub min_size: Option<ByteSize>,
+    /// Skip objects larger than this.
+    #[arg(long, value_name = "SIZE")]
+    pub max_size: Option<ByteSize>,
+    /// Copies above this size use multipart copy (default and maximum 5GiB).
+    #[arg(long, value_name = "SIZE")]
+    pub multipart_threshold: Option<ByteSize>,
+    /// A TOML file overriding prices (see README, "Cost model").
+    #[arg(long, value_name = "FILE")]
+    pub prices: Option<PathBuf>,
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// For reports without an EncryptionStatus column, and Batch Operations manifests.
+    #[arg(long, value_enum, value_name = "STATUS")]
+    pub assume_encryption: Option<AssumeEncryption>,
+    /// Do not check data files' sizes and MD5s, nor manifest.checksum.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub no_verify: Option<bool>,
+    /// Count undecodable rows as skipped (bad_row) instead of stopping.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub skip_bad_rows: Option<bool>,
+    /// Override whether the bucket is versioned (default: the report has version columns).
+    #[arg(long, value_name = "BOOL")]
+    pub versioned: Option<bool>,
+    /// The account's KMS request quota, requests/s (default: AWS's table for the region).
+    #[arg(long, value_name = "RPS")]
+    pub kms_quota: Option<f64>,
+    /// The share of the KMS quota this job may use (default 0.5).
+    #[arg(long, value_name = "FRACTION")]
+    pub kms_share: Option<f64>,
+    /// S3 requests per second (default 3500).
+    #[arg(long, value_name = "RPS")]
+    pub s3_rps: Option<f64>,
+    /// Reads per month after migration, for the ongoing KMS cost.
+    #[arg(long, value_name = "N")]
+    pub monthly_gets: Option<u64>,
+    /// Inventory reader threads (default: the number of CPUs).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// The SQLite checkpoint to write (plan).
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// Overwrite an existing checkpoint (plan).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub replace: Option<bool>,
+}
+
+impl PlanSettings {
+    /// Read a job file. Unknown keys are refused, with the line they are on.
+    pub fn from_job_file(path: &Path) -> Result<PlanSettings> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("job file {}", path.display()))?;
+        let mut s: PlanSettings = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("job file {}: {}", path.display(), e.to_string().replace('\n', " ")))?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        let rebase = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        if let Some(p) = s.prices.as_mut() {
+            rebase(p);
+        }
+        if let Some(p) = s.state.as_mut() {
+            rebase(p);
+        }
+        if let Some(inv) = s.inventory.as_mut() {
+            if !inv.starts_with("s3://") && Path::new(inv).is_relative() {
+                *inv = base.join(&*inv).display().to_string();
+            }
+        }
+        Ok(s)
+    }
+
+    /// Flags over the file: each field set on the command line wins.
+    pub fn over(self, file: PlanSettings) -> PlanSettings {
+        macro_rules! pick {
+            ($($f:ident),* $(,)?) => { PlanSettings { $($f: self.$f.or(file.$f)),* } };
+        }
+        pick!(
+            inventory,
+            kms_key,
+            region,
+            endpoint_url,
+            virtual_host,
+            method,
+            bucket_key,
+            include_prefix,
+            exclude_prefix,
+            min_size,
+            max_size,
+            multipart_threshold,
+            prices,
+            format,
+            assume_encryption,
+            no_verify,
+            skip_bad_rows,
+            versioned,
+            kms_quota,
+            kms_share,
+            s3_rps,
+            monthly_gets,
+            threads,
+            state,
+            replace,
+        )
+    }
+}
+
+/// A KMS key ARN: `arn:PARTITION:kms:REGION:ACCOUNT:key/ID`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyArn {
+    pub arn: String,
+    pub region: String,
+    pub account: String,
+}
+
+impl KeyArn {
+    pub fn parse(s: &str) -> Result<KeyArn, String> {
+        let parts: Vec<&str> = s.splitn(6, ':').collect();
+        let why = if !s.starts_with("arn:") {
+            "it is a bare key id or alias name; UpdateObjectEncryption requires the full key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)"
+        } else if parts.len() != 6 || parts[2] != "kms" {
+            "it is not a KMS ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)"
+        } else if parts[5].starts_with("alias/") {
+            "it is an alias ARN; UpdateObjectEncryption requires the key's own ARN (arn:aws:kms:REGION:ACCOUNT:key/ID), and an alias can be re-pointed mid-run"
+        } else if !parts[5].starts_with("key/") || parts[5].len() <= 4 {
+            "its resource is not key/ID"
+        } else if parts[3].is_empty() || parts[4].len() != 12 || !parts[4].bytes().all(|b| b.is_ascii_digit()) {
+            "it has no region or no 12-digit account id"
+        } else {
+            return Ok(KeyArn { arn: s.to_string(), region: parts[3].into(), account: parts[4].into() });
+        };
+        Err(format!("--kms-key {s}: {why}"))
+    }
+}
+
+/// What the CLI resolved from the settings, beyond the plan itself.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub plan: PlanConfig,
+    pub kms_key: Option<String>,
+    pub format: Format,
+    pub endpoint_url: Option<String>,
+    pub virtual_host: bool,
+    pub state: Option<PathBuf>,
+    pub replace: bool,
+}
+
+/// Check every setting and apply defaults. Errors name the flag (and job-file key).
+pub fn resolve(s: &PlanSettings) -> Result<Resolved> {
+    let inventory =
+        s.inventory.clone().context("no inventory: pass --inventory SRC or set `inventory` in the job file")?;
+    let method = s.method.unwrap_or_default();
+    let key = match &s.kms_key {
+        None => None,
+        Some(k) => match KeyArn::parse(k) {
+            Ok(arn) => Some(arn),
+            // A copy-only plan can name the key any way CopyObject accepts.
+            Err(_) if method == MethodChoice::Copy && !k.is_empty() => None,
+            Err(why) => bail!("{why}"),
+        },
+    };
+    let env_region = std::env::var("AWS_REGION").or_else(|_| std::env::var("AWS_DEFAULT_REGION")).ok();
+    let region = match (&s.region, &key) {
+        (Some(r), Some(k)) if *r != k.region => bail!(
+            "--region {r} but the KMS key is in {}: S3 can only use a KMS key in the bucket's own region",
+            k.region
+        ),
+        (Some(r), _) => r.clone(),
+        (None, Some(k)) => k.region.clone(),
+        (None, None) => env_region.unwrap_or_else(|| "us-east-1".into()),
+    };
+    let threshold = s.multipart_threshold.map(|b| b.0).unwrap_or(MAX_SINGLE_COPY);
+    if threshold == 0 || threshold > MAX_SINGLE_COPY {
+        bail!("--multipart-threshold {threshold}: must be between 1 byte and 5GiB (the CopyObject limit)");
+    }
+    if let (Some(min), Some(max)) = (s.min_size, s.max_size) {
+        if min > max {
+            bail!("--min-size {} is larger than --max-size {}", min.0, max.0);
+        }
+    }
+    let positive = |name: &str, v: Option<f64>, default: f64| -> Result<f64> {
+        let v = v.unwrap_or(default);
+        if !v.is_finite() || v <= 0.0 {
+            bail!("--{name} {v}: must be a positive number");
+        }
+        Ok(v)
+    };
+    let kms_share = positive("kms-share", s.kms_share, 0.5)?;
+    if kms_share > 1.0 {
+        bail!("--kms-share {kms_share}: must be at most 1 (the whole quota)");
+    }
+    let kms_quota = match s.kms_quota {
+        Some(q) => KmsQuota { rps: positive("kms-quota", Some(q), 1.0)?, source: "--kms-quota" },
+        None => KmsQuota::for_region(&region),
+    };
+    let s3_rps = positive("s3-rps", s.s3_rps, 3500.0)?;
+    let prices = match &s.prices {
+        Some(p) => PriceTable::load(p).map_err(|e| anyhow::anyhow!("--prices {e}"))?,
+        None => PriceTable::default(),
+    };
+    let threads = s.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
+    if threads == 0 {
+        bail!("--threads 0: need at least one reader thread");
+    }
+    let plan = PlanConfig {
+        inventory,
+        open: OpenOptions {
+            verify: !s.no_verify.unwrap_or(false),
+            assume_encryption: s.assume_encryption.map(|a| match a {
+                AssumeEncryption::SseS3 => EncryptionStatus::SseS3,
+                AssumeEncryption::NotSse => EncryptionStatus::NotSse,
+            }),
+        },
+        classify: ClassifyOptions {
+            method,
+            include_prefixes: s.include_prefix.clone().unwrap_or_default(),
+            exclude_prefixes: s.exclude_prefix.clone().unwrap_or_default(),
+            min_size: s.min_size.map(|b| b.0),
+            max_size: s.max_size.map(|b| b.0),
+            report_has_versions: false,
+            multipart_threshold: threshold,
+        },
+        versioned: s.versioned,
+        bucket_key: s.bucket_key.unwrap_or(false),
+        prices,
+        region,
+        pace: Pace { kms_quota, kms_share, s3_rps },
+        monthly_gets: s.monthly_gets,
+        skip_bad_rows: s.skip_bad_rows.unwrap_or(false),
+        threads,
+    };
+    Ok(Resolved {
+        plan,
+        kms_key: key.map(|k| k.arn).or_else(|| s.kms_key.clone()),
+        format: s.format.unwrap_or_default(),
+        endpoint_url: s.endpoint_url.clone(),
+        virtual_host: s.virtual_host.unwrap_or(false),
+        state: s.state.clone(),
+        replace: s.replace.unwrap_or(false),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+
+    #[test]
+    fn key_arns() {
+        let k = KeyArn::parse(KEY).unwrap();
+        assert_eq!((k.region.as_str(), k.account.as_str()), ("eu-west-1", "123456789012"));
+        assert!(KeyArn::parse("1234abcd-12ab").unwrap_err().contains("bare key id"));
+        assert!(KeyArn::parse("alias/my-key").unwrap_err().contains("bare key id or alias"));
+        assert!(KeyArn::parse("arn:aws:kms:eu-west-1:123456789012:alias/my-key").unwrap_err().contains("alias ARN"));
+        assert!(KeyArn::parse("arn:aws:s3:::bucket").is_err());
+        assert!(KeyArn::parse("arn:aws:kms:eu-west-1:1234:key/x").unwrap_err().contains("12-digit"));
+    }
+
+    #[test]
+    fn alias_allowed_only_for_copy() {
+        let mut s =
+            PlanSettings { inventory: Some("m.json".into()), kms_key: Some("alias/k".into()), ..Default::default() };
+        assert!(resolve(&s).unwrap_err().to_string().contains("requires the full key ARN"));
+        s.method = Some(MethodChoice::Copy);
+        assert_eq!(resolve(&s).unwrap().kms_key.as_deref(), Some("alias/k"));
+    }
+
+    #[test]
+    fn region_follows_the_key_and_must_agree() {
+        let mut s = PlanSettings { inventory: Some("m.json".into()), kms_key: Some(KEY.into()), ..Default::default() };
+        let r = resolve(&s).unwrap();
+        assert_eq!(r.plan.region, "eu-west-1");
+        assert_eq!(r.plan.pace.kms_quota.rps, 100_000.0);
+        s.region = Some("us-east-2".into());
+        assert!(resolve(&s).unwrap_err().to_string().contains("bucket's own region"));
+    }
+
+    #[test]
+    fn flags_override_the_job_file() {
+        let file: PlanSettings = toml::from_str("inventory = \"a.json\"\nmethod = \"copy\"\nbucket-key = true\ninclude-prefix = [\"x/\"]\nmin-size = \"1KiB\"\n").unwrap();
+        let flags = PlanSettings { method: Some(MethodChoice::Update), ..Default::default() };
+        let s = flags.over(file);
+        assert_eq!(s.method, Some(MethodChoice::Update));
+        assert_eq!(s.inventory.as_deref(), Some("a.json"));
+        assert_eq!(s.bucket_key, Some(true));
+        assert_eq!(s.min_size, Some(ByteSize(1024)));
+        assert_eq!(s.include_prefix, Some(vec!["x/".to_string()]));
+    }
+
+    #[test]
+    fn job_file_typos_are_refused_with_their_line() {
+        let e = toml::from_str::<PlanSettings>("inventory = \"a\"\nkms_key = \"x\"\n").unwrap_err().to_string();
+        assert!(e.contains("line 2") && e.contains("unknown field `kms_key`"), "{e}");
+    }
+
+    #[test]
+    fn bounds() {
+        let base = PlanSettings { inventory: Some("m.json".into()), ..Default::default() };
+        let bad = |f: &dyn Fn(&mut PlanSettings)| {
+            let mut s = base.clone();
+            f(&mut s);
+            resolve(&s).unwrap_err().to_string()
+        };
+        assert!(bad(&|s| s.multipart_threshold = Some(ByteSize(6 << 30))).contains("5GiB"));
+        assert!(bad(&|s| s.kms_share = Some(1.5)).contains("at most 1"));
+        assert!(bad(&|s| s.s3_rps = Some(0.0)).contains("positive"));
+        assert!(bad(&|s| {
+            s.min_size = Some(ByteSize(10));
+            s.max_size = Some(ByteSize(5));
+        })
+        .contains("larger than"));
+        assert!(resolve(&PlanSettings::default()).unwrap_err().to_string().contains("no inventory"));
+    }
+}

@@ -1,0 +1,135 @@
+//! Object keys in CSV inventories are URL-encoded as HTML form data: `+` is a space, `%XX`
+//! a byte, and the bytes are UTF-8. So `a b+c%.txt` is written `a+b%2Bc%25.txt`
+//! (s3-kms-facts.md §1.3: "the key name is URL-encoded and must be decoded"; spaces as `+`
+//! per cloud-custodian#1997). Batch Operations manifests use the same encoding, and `%20`
+//! decodes to a space here too, so hand-written manifests work as well.
+
+use thiserror::Error;
+
+/// S3's limit on a key's length, in bytes of UTF-8.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum KeyError {
+    #[error("invalid percent-encoding '{0}' at byte {1}")]
+    BadPercent(String, usize),
+    #[error("not valid UTF-8 after decoding (byte {0})")]
+    InvalidUtf8(usize),
+    #[error("key is {0} bytes long; S3 keys are at most 1,024 bytes")]
+    TooLong(usize),
+    #[error("key is empty")]
+    Empty,
+}
+
+/// Decode a form-encoded key. Invalid escapes (`%ZZ`, a trailing `%`) are errors, not
+/// passed through: a key decoded wrongly would name another object.
+pub fn decode_form_key(raw: &[u8]) -> Result<String, KeyError> {
+    let bytes = if raw.iter().any(|&b| b == b'%' || b == b'+') {
+        let mut out = Vec::with_capacity(raw.len());
+        let mut i = 0;
+        while i < raw.len() {
+            match raw[i] {
+                b'+' => out.push(b' '),
+                b'%' => {
+                    let hex = raw.get(i + 1..i + 3);
+                    let val = hex.and_then(|h| Some(hex_val(h[0])? << 4 | hex_val(h[1])?));
+                    match val {
+                        Some(v) => out.push(v),
+                        None => {
+                            let end = (i + 3).min(raw.len());
+                            let shown = String::from_utf8_lossy(&raw[i..end]).into_owned();
+                            return Err(KeyError::BadPercent(shown, i));
+                        }
+                    }
+                    i += 2;
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        out
+    } else {
+        raw.to_vec()
+    };
+    let key = String::from_utf8(bytes).map_err(|e| KeyError::InvalidUtf8(e.utf8_error().valid_up_to()))?;
+    check_key(&key)?;
+    Ok(key)
+}
+
+/// Length rules every key obeys, whatever its source.
+pub fn check_key(key: &str) -> Result<(), KeyError> {
+    if key.is_empty() {
+        return Err(KeyError::Empty);
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(KeyError::TooLong(key.len()));
+    }
+    Ok(())
+}
+
+/// The inverse, used when rekey writes inventories (demo, tests) and Batch Operations
+/// manifests: unreserved characters and `/` stay, space becomes `+`, the rest `%XX`.
+pub fn encode_form_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len() + 8);
+    for &b in key.as_bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' | b'*' => out.push(b as char),
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+fn hex_val(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documented_example() {
+        assert_eq!(decode_form_key(b"a+b%2Bc%25.txt").unwrap(), "a b+c%.txt");
+        assert_eq!(encode_form_key("a b+c%.txt"), "a+b%2Bc%25.txt");
+    }
+
+    #[test]
+    fn real_inventory_key_keeps_slashes() {
+        // From the dandiarchive inventory (shared/samples/real-dandi-s3invsync).
+        assert_eq!(
+            decode_form_key(b"dandiarchive/hive/dt%3D2024-05-07-01-00/symlink.txt").unwrap(),
+            "dandiarchive/hive/dt=2024-05-07-01-00/symlink.txt"
+        );
+    }
+
+    #[test]
+    fn unicode_quotes_newlines_commas_round_trip() {
+        for key in ["données/été 2024.csv", "日本語/ファイル", "say \"hi\", ok", "line1\nline2\r\n", "%%++  "]
+        {
+            let enc = encode_form_key(key);
+            assert!(enc.is_ascii());
+            assert_eq!(decode_form_key(enc.as_bytes()).unwrap(), key);
+        }
+        assert_eq!(decode_form_key("données".as_bytes()).unwrap(), "données");
+        assert_eq!(decode_form_key(b"a%20b").unwrap(), "a b");
+    }
+
+    #[test]
+    fn bad_input_is_refused() {
+        assert_eq!(decode_form_key(b"bad%ZZkey"), Err(KeyError::BadPercent("%ZZ".into(), 3)));
+        assert!(matches!(decode_form_key(b"trailing%"), Err(KeyError::BadPercent(..))));
+        assert!(matches!(decode_form_key(b"trailing%4"), Err(KeyError::BadPercent(..))));
+        assert!(matches!(decode_form_key(b"bad%FF%FEutf8"), Err(KeyError::InvalidUtf8(3))));
+        assert_eq!(decode_form_key(b""), Err(KeyError::Empty));
+        let long = "k".repeat(1025);
+        assert_eq!(decode_form_key(long.as_bytes()), Err(KeyError::TooLong(1025)));
+        assert!(decode_form_key("k".repeat(1024).as_bytes()).is_ok());
+    }
+}

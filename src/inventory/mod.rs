@@ -1,0 +1,55 @@
+//! Reading S3 Inventory reports.
+//!
+//! * [`manifest`]: `manifest.json` and `manifest.checksum`.
+//! * [`source`]: what `--inventory` names (local manifest, `s3://` manifest, Batch
+//!   Operations CSV), where each data file is, and reading it verified.
+//! * [`schema`], [`row`], [`keys`]: turning one CSV record into an [`InventoryRow`].
+//! * [`scan`]: reading every data file, several in parallel, in flat memory.
+//! * [`synthetic`]: writing realistic inventories, for `rekey demo`, tests and benches.
+
+pub mod keys;
+pub mod manifest;
+pub mod row;
+pub mod scan;
+pub mod schema;
+pub mod source;
+pub mod synthetic;
+
+pub use row::{EncryptionStatus, InventoryRow, RowDecoder, RowError, StorageClass};
+pub use source::{BlobStore, DataFile, Inventory, InventorySource, Location, OpenOptions};
+
+use thiserror::Error;
+
+/// Everything that can go wrong reading an inventory. Each message names the file and,
+/// for rows, the row, line and field, so a person can open the file and look.
+#[derive(Debug, Error)]
+pub enum InventoryError {
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{path}: not a valid inventory manifest: {source}")]
+    ManifestJson { path: String, source: serde_json::Error },
+    #[error("{path}: field {field}: {reason}")]
+    BadManifest { path: String, field: &'static str, reason: String },
+    #[error("{path}: fileFormat {format} is not supported yet; configure the inventory as CSV (ORC and Parquet are planned)")]
+    UnsupportedFormat { path: String, format: String },
+    #[error("{path}: manifest.checksum says {expected} but the manifest's MD5 is {actual}")]
+    ManifestChecksum { path: String, expected: String, actual: String },
+    #[error("data file {key} not found; tried: {}", tried.join(", "))]
+    DataFileNotFound { key: String, tried: Vec<String> },
+    #[error("{file}: size is {actual} bytes but the manifest says {expected} (incomplete download?)")]
+    SizeMismatch { file: String, expected: u64, actual: u64 },
+    #[error("{file}: MD5 is {actual} but the manifest says {expected} (corrupt or replaced file)")]
+    Md5Mismatch { file: String, expected: String, actual: String },
+    #[error("{file}: cannot read: {source} (truncated, or not gzip?)")]
+    Read { file: String, source: std::io::Error },
+    #[error("{file}: row {row} (line {line}): {error}")]
+    BadRow { file: String, row: u64, line: u64, error: RowError },
+    #[error("{path}: fileSchema has no EncryptionStatus column; enable the optional field EncryptionStatus in the inventory configuration, or pass --assume-encryption SSE-S3|NOT-SSE")]
+    MissingEncryption { path: String },
+    #[error("{source_name}: {reason}")]
+    BadSource { source_name: String, reason: String },
+    #[error("{url}: {message}")]
+    Remote { url: String, message: String },
+    #[error("stopped: another part of the scan failed")]
+    Aborted,
+}

@@ -1,0 +1,330 @@
+//! What `--inventory` names, where its data files are, and how each is read and verified.
+//!
+//! Three sources are accepted:
+//! * a local `manifest.json` (data files found next to it, see [`resolve_local`]);
+//! * `s3://bucket/path/manifest.json`, streamed through a [`BlobStore`];
+//! * a Batch Operations CSV manifest (`bucket,key[,versionId]`, no header, URL-encoded
+//!   keys), local or `s3://`, plain or `.gz`. It has no encryption column, so it needs
+//!   `--assume-encryption`.
+
+use super::manifest::{self, Manifest};
+use super::row::{EncryptionStatus, RowDecoder};
+use super::schema::Schema;
+use super::InventoryError;
+use md5::{Digest, Md5};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+/// A place bytes can be read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Local(PathBuf),
+    S3 { bucket: String, key: String },
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Local(p) => write!(f, "{}", p.display()),
+            Location::S3 { bucket, key } => write!(f, "s3://{bucket}/{key}"),
+        }
+    }
+}
+
+/// Reads objects from S3 for `s3://` sources. Implemented over aws-sdk-s3 in
+/// `crate::s3::blobs`; kept as a trait so the inventory layer does not depend on the SDK.
+pub trait BlobStore: Sync {
+    /// The whole object, or `None` when it does not exist. For small files (manifests).
+    fn get_small(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, InventoryError>;
+    /// A streaming reader over the object and its length, never buffering it whole.
+    fn open(&self, bucket: &str, key: &str) -> Result<(Box<dyn Read + Send>, u64), InventoryError>;
+}
+
+/// What `--inventory` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InventorySource {
+    Manifest(Location),
+    BatchOpsCsv(Location),
+}
+
+impl InventorySource {
+    pub fn parse(src: &str) -> Result<InventorySource, InventoryError> {
+        let bad = |reason: &str| InventoryError::BadSource { source_name: src.into(), reason: reason.into() };
+        let location = match src.strip_prefix("s3://") {
+            Some(rest) => {
+                let (bucket, key) = rest.split_once('/').ok_or_else(|| bad("an s3:// URL needs a bucket and a key"))?;
+                if bucket.is_empty() || key.is_empty() {
+                    return Err(bad("an s3:// URL needs a bucket and a key"));
+                }
+                Location::S3 { bucket: bucket.into(), key: key.into() }
+            }
+            None => Location::Local(PathBuf::from(src)),
+        };
+        let lower = src.to_ascii_lowercase();
+        if lower.ends_with(".json") {
+            Ok(InventorySource::Manifest(location))
+        } else if lower.ends_with(".csv") || lower.ends_with(".csv.gz") {
+            Ok(InventorySource::BatchOpsCsv(location))
+        } else {
+            Err(bad("expected an inventory manifest.json (local or s3://) or a Batch Operations .csv manifest"))
+        }
+    }
+}
+
+/// How an inventory is opened.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// Check sizes and MD5s against the manifest (and `manifest.checksum`). On by default.
+    pub verify: bool,
+    /// Used when the report has no EncryptionStatus column.
+    pub assume_encryption: Option<EncryptionStatus>,
+}
+
+/// One data file to read.
+#[derive(Debug, Clone)]
+pub struct DataFile {
+    pub location: Location,
+    pub size: Option<u64>,
+    pub md5: Option<String>,
+    pub gzip: bool,
+}
+
+/// An opened inventory: what to read and how to decode it.
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    /// `--inventory` as given.
+    pub source: String,
+    pub source_bucket: Option<String>,
+    /// When the inventory scan began (manifest `creationTimestamp`), ms since the epoch.
+    pub created_ms: Option<i64>,
+    pub decoder: RowDecoder,
+    pub files: Vec<DataFile>,
+    pub verify: bool,
+}
+
+impl Inventory {
+    pub fn open(src: &str, opts: &OpenOptions, blobs: Option<&dyn BlobStore>) -> Result<Inventory, InventoryError> {
+        match InventorySource::parse(src)? {
+            InventorySource::BatchOpsCsv(location) => {
+                let assume = opts.assume_encryption.ok_or_else(|| InventoryError::BadSource {
+                    source_name: src.into(),
+                    reason: "a Batch Operations CSV manifest has no encryption column; pass --assume-encryption SSE-S3|NOT-SSE".into(),
+                })?;
+                let gzip = src.to_ascii_lowercase().ends_with(".gz");
+                Ok(Inventory {
+                    source: src.into(),
+                    source_bucket: None,
+                    created_ms: None,
+                    decoder: RowDecoder {
+                        schema: Schema::batch_ops(),
+                        assume_encryption: Some(assume),
+                        batch_ops: true,
+                    },
+                    files: vec![DataFile { location, size: None, md5: None, gzip }],
+                    verify: opts.verify,
+                })
+            }
+            InventorySource::Manifest(location) => {
+                let (bytes, checksum) = match &location {
+                    Location::Local(path) => {
+                        let bytes =
+                            std::fs::read(path).map_err(|source| InventoryError::Io { path: src.into(), source })?;
+                        let checksum_path = path.with_extension("checksum");
+                        let checksum = match std::fs::read(&checksum_path) {
+                            Ok(c) => Some(c),
+                            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                            Err(source) => {
+                                return Err(InventoryError::Io { path: checksum_path.display().to_string(), source })
+                            }
+                        };
+                        (bytes, checksum)
+                    }
+                    Location::S3 { bucket, key } => {
+                        let blobs = blobs.ok_or_else(|| InventoryError::BadSource {
+                            source_name: src.into(),
+                            reason: "no S3 client".into(),
+                        })?;
+                        let bytes = blobs.get_small(bucket, key)?.ok_or_else(|| InventoryError::Remote {
+                            url: src.into(),
+                            message: "no such object".into(),
+                        })?;
+                        let checksum_key = match key.strip_suffix(".json") {
+                            Some(stem) => format!("{stem}.checksum"),
+                            None => format!("{key}.checksum"),
+                        };
+                        (bytes, blobs.get_small(bucket, &checksum_key)?)
+                    }
+                };
+                if let (true, Some(checksum)) = (opts.verify, &checksum) {
+                    manifest::verify_checksum(src, &bytes, checksum)?;
+                }
+                let m = Manifest::parse(src, &bytes)?;
+                if m.schema.encryption.is_none() && opts.assume_encryption.is_none() {
+                    return Err(InventoryError::MissingEncryption { path: src.into() });
+                }
+                let mut files = Vec::with_capacity(m.files.len());
+                for f in &m.files {
+                    let location = match &location {
+                        Location::Local(path) => Location::Local(resolve_local(path, &f.key)?),
+                        // The data files live beside the manifest in the same bucket.
+                        Location::S3 { bucket, .. } => Location::S3 { bucket: bucket.clone(), key: f.key.clone() },
+                    };
+                    let gzip = !f.key.to_ascii_lowercase().ends_with(".csv");
+                    files.push(DataFile { location, size: f.size, md5: f.md5.clone(), gzip });
+                }
+                Ok(Inventory {
+                    source: src.into(),
+                    source_bucket: Some(m.source_bucket),
+                    created_ms: Some(m.created_ms),
+                    decoder: RowDecoder {
+                        schema: m.schema,
+                        assume_encryption: opts.assume_encryption,
+                        batch_ops: false,
+                    },
+                    files,
+                    verify: opts.verify,
+                })
+            }
+        }
+    }
+
+    /// Open one data file for reading, raw (still compressed) and hashed as it is read.
+    pub fn open_file(&self, file: &DataFile, blobs: Option<&dyn BlobStore>) -> Result<VerifyingReader, InventoryError> {
+        let name = file.location.to_string();
+        let (inner, len): (Box<dyn Read + Send>, u64) = match &file.location {
+            Location::Local(path) => {
+                let f =
+                    std::fs::File::open(path).map_err(|source| InventoryError::Io { path: name.clone(), source })?;
+                let len = f.metadata().map_err(|source| InventoryError::Io { path: name.clone(), source })?.len();
+                (Box::new(f), len)
+            }
+            Location::S3 { bucket, key } => {
+                let blobs = blobs.ok_or_else(|| InventoryError::BadSource {
+                    source_name: name.clone(),
+                    reason: "no S3 client".into(),
+                })?;
+                blobs.open(bucket, key)?
+            }
+        };
+        // A wrong size is known before reading a byte: fail fast.
+        if let (true, Some(expected)) = (self.verify, file.size) {
+            if expected != len {
+                return Err(InventoryError::SizeMismatch { file: name, expected, actual: len });
+            }
+        }
+        Ok(VerifyingReader {
+            inner,
+            name,
+            expected_md5: if self.verify { file.md5.clone() } else { None },
+            hasher: Md5::new(),
+            bytes: 0,
+        })
+    }
+}
+
+/// Find a data file named by its key in the destination bucket. Tried in order: the key
+/// under each ancestor of the manifest's directory, nearest first (an `aws s3 sync` copy
+/// of the destination bucket or prefix), then the file name in the manifest's own
+/// directory and in `../data/`.
+pub fn resolve_local(manifest: &Path, key: &str) -> Result<PathBuf, InventoryError> {
+    let dir = manifest.parent().map(Path::to_path_buf).unwrap_or_default();
+    let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+    let mut tried = Vec::new();
+    let abs = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
+    for ancestor in abs.ancestors() {
+        tried.push(ancestor.join(key));
+    }
+    let file_name = Path::new(key).file_name().map(PathBuf::from).unwrap_or_else(|| PathBuf::from(key));
+    tried.push(dir.join(&file_name));
+    tried.push(dir.join("..").join("data").join(&file_name));
+    for candidate in &tried {
+        if candidate.is_file() {
+            return Ok(candidate.clone());
+        }
+    }
+    Err(InventoryError::DataFileNotFound {
+        key: key.into(),
+        tried: tried.iter().map(|p| p.display().to_string()).collect(),
+    })
+}
+
+/// Hashes and counts the raw bytes of a data file as they are read, so the MD5 check costs
+/// no second pass. Call [`VerifyingReader::finish`] after the consumer is done.
+pub struct VerifyingReader {
+    inner: Box<dyn Read + Send>,
+    pub name: String,
+    expected_md5: Option<String>,
+    hasher: Md5,
+    bytes: u64,
+}
+
+impl Read for VerifyingReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if self.expected_md5.is_some() {
+            self.hasher.update(&buf[..n]);
+        }
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+impl VerifyingReader {
+    /// Read whatever the decoder left (gzip trailers, padding) and check the MD5.
+    pub fn finish(mut self) -> Result<u64, InventoryError> {
+        io::copy(&mut self, &mut io::sink())
+            .map_err(|source| InventoryError::Read { file: self.name.clone(), source })?;
+        if let Some(expected) = &self.expected_md5 {
+            let actual = manifest::hex(&self.hasher.finalize_reset());
+            if &actual != expected {
+                return Err(InventoryError::Md5Mismatch {
+                    file: self.name.clone(),
+                    expected: expected.clone(),
+                    actual,
+                });
+            }
+        }
+        Ok(self.bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_by_shape() {
+        assert!(matches!(
+            InventorySource::parse("s3://b/p/manifest.json").unwrap(),
+            InventorySource::Manifest(Location::S3 { .. })
+        ));
+        assert!(matches!(
+            InventorySource::parse("dir/manifest.json").unwrap(),
+            InventorySource::Manifest(Location::Local(_))
+        ));
+        assert!(matches!(InventorySource::parse("s3://b/m.csv").unwrap(), InventorySource::BatchOpsCsv(_)));
+        assert!(matches!(InventorySource::parse("m.csv.gz").unwrap(), InventorySource::BatchOpsCsv(_)));
+        assert!(InventorySource::parse("s3://bucket-only").is_err());
+        assert!(InventorySource::parse("inventory.txt").is_err());
+    }
+
+    #[test]
+    fn resolves_data_files_like_a_synced_bucket() {
+        let root = tempfile::tempdir().unwrap();
+        let cfg = root.path().join("dest/src-bucket/cfg");
+        std::fs::create_dir_all(cfg.join("2024-05-07T01-00Z")).unwrap();
+        std::fs::create_dir_all(cfg.join("data")).unwrap();
+        let manifest = cfg.join("2024-05-07T01-00Z/manifest.json");
+        // The key is relative to the destination bucket root: the root ancestor matches.
+        std::fs::write(cfg.join("data/a.csv.gz"), b"x").unwrap();
+        let got = resolve_local(&manifest, "dest/src-bucket/cfg/data/a.csv.gz").unwrap();
+        assert_eq!(std::fs::canonicalize(got).unwrap(), std::fs::canonicalize(cfg.join("data/a.csv.gz")).unwrap());
+        // A key under a prefix that was not synced: found through ../data/.
+        let got = resolve_local(&manifest, "other-prefix/src-bucket/cfg/data/a.csv.gz").unwrap();
+        assert!(got.ends_with("data/a.csv.gz"));
+        // Missing: every tried path is listed.
+        let e = resolve_local(&manifest, "dest/src-bucket/cfg/data/missing.csv.gz").unwrap_err().to_string();
+        assert!(e.contains("missing.csv.gz not found; tried:"), "{e}");
+        assert!(e.contains("../data/missing.csv.gz"), "{e}");
+    }
+}

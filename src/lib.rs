@@ -1,0 +1,23 @@
+//! rekey: re-encrypt S3 objects from SSE-S3 (or none) to SSE-KMS in place.
+//!
+//! Data flows one way, and the module layout follows it:
+//!
+//! ```text
+//! inventory  →  plan  →  store  →  exec  →  store  →  report
+//! (manifest,    (classify,  (SQLite      (scheduler,
+//!  CSV rows)     cost)       checkpoint)  limiter, copy)
+//! ```
+//!
+//! * [`inventory`] reads S3 Inventory reports (local or `s3://`) and Batch Operations CSV
+//!   manifests, streaming, with every data file verified against its manifest.
+//! * [`plan`] decides each object's fate ([`plan::Decision`]) and what it will cost.
+//! * [`store`] is the SQLite checkpoint every later stage reads and writes.
+//! * [`s3`] builds the AWS clients (SDK retries off: the engine owns retries).
+//! * [`cli`] parses commands and renders output; `main.rs` only maps errors to exit codes.
+
+pub mod cli;
+pub mod inventory;
+pub mod plan;
+pub mod s3;
+pub mod store;
+pub mod units;

@@ -1,0 +1,33 @@
+//! The `rekey` binary: parse, run, and turn any error into one line and exit code 1.
+//! Everything else lives in the library (`src/lib.rs`).
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = rekey::cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("REKEY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("rekey: error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rekey::cli::run(cli, &runtime) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, whatever the cause carries (keys may hold newlines).
+            let msg = format!("{e:#}").replace('\r', "\\r").replace('\n', "\\n");
+            eprintln!("rekey: error: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}

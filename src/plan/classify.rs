@@ -1,0 +1,376 @@
+//! Each row's fate: migrate by one [`Method`], or skip for one named [`SkipReason`].
+//!
+//! The order of the rules matters (the first match wins) and is documented in the
+//! README. The facts behind them: UpdateObjectEncryption refuses NOT-SSE, DSSE-KMS and
+//! SSE-C sources and any object under retention or legal hold, and needs no restore
+//! (s3-kms-facts.md §0); CopyObject cannot read GLACIER / DEEP_ARCHIVE objects or
+//! archived Intelligent-Tiering tiers without a restore (§4.6).
+
+use crate::inventory::{EncryptionStatus, InventoryRow, StorageClass};
+use crate::units::GIB;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// How one object is re-encrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// UpdateObjectEncryption: no data copied; ETag, version and storage class kept.
+    Update,
+    /// CopyObject onto itself, guarded by `x-amz-copy-source-if-match`.
+    Copy,
+    /// Multipart copy (UploadPartCopy), for objects above the multipart threshold.
+    MultipartCopy,
+}
+
+impl Method {
+    pub const ALL: [Method; 3] = [Method::Update, Method::Copy, Method::MultipartCopy];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Update => "update",
+            Method::Copy => "copy",
+            Method::MultipartCopy => "multipart_copy",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Method> {
+        Method::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why an object is left alone. The names are part of the JSON output: do not rename.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    DeleteMarker,
+    /// Re-encrypting a noncurrent version in place would make it current.
+    NoncurrentVersion,
+    Filtered,
+    AlreadyKms,
+    DsseKms,
+    SseC,
+    UnsupportedStorageClass,
+    /// `--method update` on an object under retention or legal hold.
+    ObjectLock,
+    /// `--method update` on an unencrypted (NOT-SSE) object.
+    NotEncrypted,
+    /// A copy would need the object restored from an archive first.
+    NeedsRestore,
+    /// The row could not be decoded (`--skip-bad-rows`).
+    BadRow,
+}
+
+impl SkipReason {
+    pub const ALL: [SkipReason; 11] = [
+        SkipReason::DeleteMarker,
+        SkipReason::NoncurrentVersion,
+        SkipReason::Filtered,
+        SkipReason::AlreadyKms,
+        SkipReason::DsseKms,
+        SkipReason::SseC,
+        SkipReason::UnsupportedStorageClass,
+        SkipReason::ObjectLock,
+        SkipReason::NotEncrypted,
+        SkipReason::NeedsRestore,
+        SkipReason::BadRow,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::DeleteMarker => "delete_marker",
+            SkipReason::NoncurrentVersion => "noncurrent_version",
+            SkipReason::Filtered => "filtered",
+            SkipReason::AlreadyKms => "already_kms",
+            SkipReason::DsseKms => "dsse_kms",
+            SkipReason::SseC => "sse_c",
+            SkipReason::UnsupportedStorageClass => "unsupported_storage_class",
+            SkipReason::ObjectLock => "object_lock",
+            SkipReason::NotEncrypted => "not_encrypted",
+            SkipReason::NeedsRestore => "needs_restore",
+            SkipReason::BadRow => "bad_row",
+        }
+    }
+    pub fn parse(s: &str) -> Option<SkipReason> {
+        SkipReason::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Migrate(Method),
+    Skip(SkipReason),
+}
+
+/// `--method`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum MethodChoice {
+    /// UpdateObjectEncryption where S3 allows it, else copy.
+    #[default]
+    Auto,
+    /// UpdateObjectEncryption only; objects it cannot take are skipped.
+    Update,
+    /// CopyObject for everything (for S3-compatible stores without UpdateObjectEncryption).
+    Copy,
+}
+
+/// The part of the plan's options that decides a row's fate.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClassifyOptions {
+    pub method: MethodChoice,
+    pub include_prefixes: Vec<String>,
+    pub exclude_prefixes: Vec<String>,
+    pub min_size: Option<u64>,
+    pub max_size: Option<u64>,
+    /// The report lists every version (it has an IsLatest column).
+    pub report_has_versions: bool,
+    /// Copies of objects larger than this are multipart copies. At most 5 GiB, the
+    /// CopyObject limit.
+    pub multipart_threshold: u64,
+}
+
+/// CopyObject copies at most 5 GiB in one request (s3-kms-facts.md §5).
+pub const MAX_SINGLE_COPY: u64 = 5 * GIB;
+
+impl Default for ClassifyOptions {
+    fn default() -> Self {
+        ClassifyOptions {
+            method: MethodChoice::Auto,
+            include_prefixes: Vec::new(),
+            exclude_prefixes: Vec::new(),
+            min_size: None,
+            max_size: None,
+            report_has_versions: false,
+            multipart_threshold: MAX_SINGLE_COPY,
+        }
+    }
+}
+
+pub fn is_locked(row: &InventoryRow) -> bool {
+    row.lock_mode.as_deref().is_some_and(|m| !m.is_empty()) || row.legal_hold
+}
+
+pub fn is_archived(row: &InventoryRow) -> bool {
+    matches!(row.storage_class, Some(StorageClass::Glacier | StorageClass::DeepArchive))
+        || matches!(row.it_tier.as_deref(), Some("ARCHIVE" | "DEEP_ARCHIVE" | "ARCHIVE_ACCESS" | "DEEP_ARCHIVE_ACCESS"))
+}
+
+impl ClassifyOptions {
+    fn filtered(&self, row: &InventoryRow) -> bool {
+        if !self.include_prefixes.is_empty() && !self.include_prefixes.iter().any(|p| row.key.starts_with(p.as_str())) {
+            return true;
+        }
+        if self.exclude_prefixes.iter().any(|p| row.key.starts_with(p.as_str())) {
+            return true;
+        }
+        // An unknown size (Batch Operations manifests) passes size filters: the run HEADs it.
+        match row.size {
+            Some(size) => self.min_size.is_some_and(|m| size < m) || self.max_size.is_some_and(|m| size > m),
+            None => false,
+        }
+    }
+
+    /// The first matching rule wins.
+    pub fn classify(&self, row: &InventoryRow) -> Decision {
+        use Decision::{Migrate, Skip};
+        if row.is_delete_marker {
+            return Skip(SkipReason::DeleteMarker);
+        }
+        if self.report_has_versions && row.is_latest != Some(true) {
+            return Skip(SkipReason::NoncurrentVersion);
+        }
+        if self.filtered(row) {
+            return Skip(SkipReason::Filtered);
+        }
+        match row.encryption {
+            Some(EncryptionStatus::SseKms) => return Skip(SkipReason::AlreadyKms),
+            Some(EncryptionStatus::DsseKms) => return Skip(SkipReason::DsseKms),
+            Some(EncryptionStatus::SseC) => return Skip(SkipReason::SseC),
+            _ => {}
+        }
+        if matches!(row.storage_class, Some(StorageClass::Outposts | StorageClass::Snow | StorageClass::ExpressOnezone))
+        {
+            return Skip(SkipReason::UnsupportedStorageClass);
+        }
+        let locked = is_locked(row);
+        let sse_s3 = row.encryption == Some(EncryptionStatus::SseS3);
+        match self.method {
+            MethodChoice::Auto | MethodChoice::Update if sse_s3 && !locked => Migrate(Method::Update),
+            MethodChoice::Update if locked => Skip(SkipReason::ObjectLock),
+            MethodChoice::Update => Skip(SkipReason::NotEncrypted),
+            _ if is_archived(row) => Skip(SkipReason::NeedsRestore),
+            _ => Migrate(self.copy_method(row.size)),
+        }
+    }
+
+    /// Copy or multipart copy, by size. An unknown size plans a plain copy; the run HEADs
+    /// the object and switches if it is larger.
+    pub fn copy_method(&self, size: Option<u64>) -> Method {
+        if size.is_some_and(|s| s > self.multipart_threshold) {
+            Method::MultipartCopy
+        } else {
+            Method::Copy
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Decision::{Migrate, Skip};
+
+    fn row() -> InventoryRow {
+        InventoryRow {
+            bucket: "b".into(),
+            key: "data/k".into(),
+            version_id: Some("v1".into()),
+            is_latest: Some(true),
+            is_delete_marker: false,
+            size: Some(1000),
+            last_modified_ms: None,
+            etag: Some("e".into()),
+            storage_class: Some(StorageClass::Standard),
+            encryption: Some(EncryptionStatus::SseS3),
+            lock_mode: None,
+            lock_retain_until: None,
+            legal_hold: false,
+            it_tier: None,
+            bucket_key_enabled: None,
+            checksum_algorithm: None,
+        }
+    }
+
+    fn opts(method: MethodChoice) -> ClassifyOptions {
+        ClassifyOptions { method, report_has_versions: true, ..ClassifyOptions::default() }
+    }
+
+    #[test]
+    fn every_skip_reason() {
+        let o = opts(MethodChoice::Auto);
+        let with = |f: &dyn Fn(&mut InventoryRow)| {
+            let mut r = row();
+            f(&mut r);
+            r
+        };
+        assert_eq!(o.classify(&with(&|r| r.is_delete_marker = true)), Skip(SkipReason::DeleteMarker));
+        assert_eq!(o.classify(&with(&|r| r.is_latest = Some(false))), Skip(SkipReason::NoncurrentVersion));
+        assert_eq!(o.classify(&with(&|r| r.is_latest = None)), Skip(SkipReason::NoncurrentVersion));
+        assert_eq!(o.classify(&with(&|r| r.encryption = Some(EncryptionStatus::SseKms))), Skip(SkipReason::AlreadyKms));
+        assert_eq!(o.classify(&with(&|r| r.encryption = Some(EncryptionStatus::DsseKms))), Skip(SkipReason::DsseKms));
+        assert_eq!(o.classify(&with(&|r| r.encryption = Some(EncryptionStatus::SseC))), Skip(SkipReason::SseC));
+        for c in [StorageClass::Outposts, StorageClass::Snow, StorageClass::ExpressOnezone] {
+            assert_eq!(o.classify(&with(&|r| r.storage_class = Some(c))), Skip(SkipReason::UnsupportedStorageClass));
+        }
+        let u = opts(MethodChoice::Update);
+        assert_eq!(u.classify(&with(&|r| r.lock_mode = Some("GOVERNANCE".into()))), Skip(SkipReason::ObjectLock));
+        assert_eq!(u.classify(&with(&|r| r.legal_hold = true)), Skip(SkipReason::ObjectLock));
+        assert_eq!(
+            u.classify(&with(&|r| r.encryption = Some(EncryptionStatus::NotSse))),
+            Skip(SkipReason::NotEncrypted)
+        );
+        let c = opts(MethodChoice::Copy);
+        assert_eq!(
+            c.classify(&with(&|r| r.storage_class = Some(StorageClass::Glacier))),
+            Skip(SkipReason::NeedsRestore)
+        );
+        assert_eq!(
+            c.classify(&with(&|r| r.storage_class = Some(StorageClass::DeepArchive))),
+            Skip(SkipReason::NeedsRestore)
+        );
+        for tier in ["ARCHIVE", "DEEP_ARCHIVE", "ARCHIVE_ACCESS", "DEEP_ARCHIVE_ACCESS"] {
+            let r = with(&|r| {
+                r.storage_class = Some(StorageClass::IntelligentTiering);
+                r.it_tier = Some(tier.into());
+            });
+            assert_eq!(c.classify(&r), Skip(SkipReason::NeedsRestore), "{tier}");
+            // UpdateObjectEncryption needs no restore.
+            assert_eq!(o.classify(&r), Migrate(Method::Update), "{tier}");
+        }
+        let r = with(&|r| r.it_tier = Some("ARCHIVE_INSTANT_ACCESS".into()));
+        assert_eq!(c.classify(&r), Migrate(Method::Copy));
+    }
+
+    #[test]
+    fn rule_order_first_match_wins() {
+        let o = opts(MethodChoice::Auto);
+        // A noncurrent delete marker is a delete marker.
+        let mut r = row();
+        r.is_delete_marker = true;
+        r.is_latest = Some(false);
+        assert_eq!(o.classify(&r), Skip(SkipReason::DeleteMarker));
+        // A filtered SSE-KMS object is filtered.
+        let mut f = ClassifyOptions { exclude_prefixes: vec!["data/".into()], ..o.clone() };
+        r = row();
+        r.encryption = Some(EncryptionStatus::SseKms);
+        assert_eq!(f.classify(&r), Skip(SkipReason::Filtered));
+        f.exclude_prefixes.clear();
+        assert_eq!(f.classify(&r), Skip(SkipReason::AlreadyKms));
+        // An unversioned report has no noncurrent rule.
+        let mut r = row();
+        r.is_latest = None;
+        assert_eq!(ClassifyOptions::default().classify(&r), Migrate(Method::Update));
+    }
+
+    #[test]
+    fn filters() {
+        let o = ClassifyOptions {
+            include_prefixes: vec!["data/".into(), "logs/".into()],
+            exclude_prefixes: vec!["data/tmp/".into()],
+            min_size: Some(10),
+            max_size: Some(10_000),
+            ..ClassifyOptions::default()
+        };
+        let with_key = |k: &str, size: Option<u64>| InventoryRow { key: k.into(), size, ..row() };
+        assert_eq!(o.classify(&with_key("data/x", Some(100))), Migrate(Method::Update));
+        assert_eq!(o.classify(&with_key("logs/x", Some(100))), Migrate(Method::Update));
+        assert_eq!(o.classify(&with_key("other/x", Some(100))), Skip(SkipReason::Filtered));
+        assert_eq!(o.classify(&with_key("data/tmp/x", Some(100))), Skip(SkipReason::Filtered));
+        assert_eq!(o.classify(&with_key("data/x", Some(9))), Skip(SkipReason::Filtered));
+        assert_eq!(o.classify(&with_key("data/x", Some(10_001))), Skip(SkipReason::Filtered));
+        assert_eq!(o.classify(&with_key("data/x", Some(10_000))), Migrate(Method::Update));
+        assert_eq!(o.classify(&with_key("data/x", None)), Migrate(Method::Update));
+    }
+
+    #[test]
+    fn methods() {
+        let auto = opts(MethodChoice::Auto);
+        assert_eq!(auto.classify(&row()), Migrate(Method::Update));
+        let mut plain = row();
+        plain.encryption = Some(EncryptionStatus::NotSse);
+        assert_eq!(auto.classify(&plain), Migrate(Method::Copy));
+        let mut locked = row();
+        locked.lock_mode = Some("COMPLIANCE".into());
+        assert_eq!(auto.classify(&locked), Migrate(Method::Copy));
+        let mut big = row();
+        big.size = Some(5 * GIB + 1);
+        assert_eq!(auto.classify(&big), Migrate(Method::Update), "updates have no size limit");
+        assert_eq!(opts(MethodChoice::Copy).classify(&big), Migrate(Method::MultipartCopy));
+        big.size = Some(5 * GIB);
+        assert_eq!(opts(MethodChoice::Copy).classify(&big), Migrate(Method::Copy), "exactly 5 GiB fits one CopyObject");
+        let low = ClassifyOptions { multipart_threshold: 8 << 20, ..opts(MethodChoice::Copy) };
+        big.size = Some((8 << 20) + 1);
+        assert_eq!(low.classify(&big), Migrate(Method::MultipartCopy));
+        assert_eq!(opts(MethodChoice::Copy).classify(&row()), Migrate(Method::Copy));
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for r in SkipReason::ALL {
+            assert_eq!(SkipReason::parse(r.as_str()), Some(r));
+            assert_eq!(serde_json::to_string(&r).unwrap(), format!("\"{}\"", r.as_str()));
+        }
+        for m in Method::ALL {
+            assert_eq!(Method::parse(m.as_str()), Some(m));
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! The estimate: tallies gathered while reading, then the `rekey.estimate/1` document.
+
+use super::classify::{ClassifyOptions, Method, SkipReason};
+use super::cost::{CostModel, ObjectCost, Pace};
+use super::prices::PriceTable;
+use crate::inventory::{InventoryRow, StorageClass};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Objects, bytes and cost of one method and storage class.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Tally {
+    pub objects: u64,
+    pub bytes: u64,
+    pub cost: ObjectCost,
+}
+
+/// Running totals. Each reader thread keeps its own; they are merged at the end.
+#[derive(Debug, Clone, Default)]
+pub struct Tallies {
+    pub rows: u64,
+    pub planned: BTreeMap<(Method, StorageClass), Tally>,
+    pub skipped: BTreeMap<SkipReason, u64>,
+    /// The same planned objects, all costed as copies.
+    pub copy_only: ObjectCost,
+    /// Planned objects the inventory gives no size for (Batch Operations manifests).
+    pub unknown_size: u64,
+    /// Locked objects that will be copied: the locked old version remains.
+    pub locked_copies: u64,
+}
+
+impl Tallies {
+    pub fn add_planned(&mut self, row: &InventoryRow, method: Method, model: &CostModel, classify: &ClassifyOptions) {
+        self.rows += 1;
+        let class = row.storage_class.unwrap_or(StorageClass::Standard);
+        let size = row.size.unwrap_or(0);
+        if row.size.is_none() {
+            self.unknown_size += 1;
+        }
+        if method != Method::Update && super::classify::is_locked(row) {
+            self.locked_copies += 1;
+        }
+        let cost = model.object(method, class, size, row.last_modified_ms);
+        let t = self.planned.entry((method, class)).or_default();
+        t.objects += 1;
+        t.bytes += size;
+        t.cost += cost;
+        let copy_method = classify.copy_method(row.size);
+        self.copy_only +=
+            if copy_method == method { cost } else { model.object(copy_method, class, size, row.last_modified_ms) };
+    }
+
+    pub fn add_skipped(&mut self, reason: SkipReason) {
+        self.rows += 1;
+        *self.skipped.entry(reason).or_default() += 1;
+    }
+
+    pub fn merge(&mut self, o: Tallies) {
+        self.rows += o.rows;
+        for (k, t) in o.planned {
+            let mine = self.planned.entry(k).or_default();
+            mine.objects += t.objects;
+            mine.bytes += t.bytes;
+            mine.cost += t.cost;
+        }
+        for (k, n) in o.skipped {
+            *self.skipped.entry(k).or_default() += n;
+        }
+        self.copy_only += o.copy_only;
+        self.unknown_size += o.unknown_size;
+        self.locked_copies += o.locked_copies;
+    }
+
+    pub fn planned_total(&self) -> Tally {
+        let mut all = Tally::default();
+        for t in self.planned.values() {
+            all.objects += t.objects;
+            all.bytes += t.bytes;
+            all.cost += t.cost;
+        }
+        all
+    }
+}
+
+pub const SCHEMA: &str = "rekey.estimate/1";
+
+/// The estimate as `--format json` prints it (dollars as numbers).
+#[derive(Debug, Clone, Serialize)]
+pub struct Estimate {
+    pub schema: &'static str,
+    pub inventory: InventoryInfo,
+    pub objects: ObjectsInfo,
+    pub requests: RequestsInfo,
+    pub cost_usd: CostUsd,
+    pub alternatives_usd: Alternatives,
+    pub noncurrent_storage_usd_per_month: f64,
+    pub duration_seconds: f64,
+    /// `kms` or `s3`: which rate limits the run.
+    pub duration_bound_by: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ongoing_usd_per_month: Option<Ongoing>,
+    pub breakdown: Vec<BreakdownLine>,
+    pub assumptions: Assumptions,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InventoryInfo {
+    pub source: String,
+    pub source_bucket: Option<String>,
+    pub files: usize,
+    pub rows: u64,
+    pub created: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectsInfo {
+    pub planned: u64,
+    pub planned_bytes: u64,
+    pub by_method: BTreeMap<&'static str, u64>,
+    pub skipped: BTreeMap<&'static str, u64>,
+    pub skipped_total: u64,
+    pub unknown_size: u64,
+    /// Locked objects that will be copied: each keeps its locked old version.
+    pub locked_copies: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestsInfo {
+    pub s3_put_class: u64,
+    pub s3_get_class: u64,
+    /// After any Bucket Key reduction, rounded up.
+    pub kms: u64,
+    pub kms_without_bucket_key: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CostUsd {
+    pub s3_requests: f64,
+    pub retrieval: f64,
+    pub kms_requests: f64,
+    pub early_deletion: f64,
+    pub total: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Alternatives {
+    pub copy_only: f64,
+    pub batch_operations: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Ongoing {
+    pub monthly_gets: u64,
+    pub kms_decrypt_without_bucket_key: f64,
+    pub kms_decrypt_with_bucket_key: f64,
+    pub kms_key: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BreakdownLine {
+    pub method: Method,
+    pub storage_class: StorageClass,
+    pub objects: u64,
+    pub bytes: u64,
+    pub s3_put_class: u64,
+    pub s3_get_class: u64,
+    pub kms: f64,
+    pub s3_requests_usd: f64,
+    pub retrieval_usd: f64,
+    pub kms_usd: f64,
+    pub early_deletion_usd: f64,
+    pub total_usd: f64,
+    pub noncurrent_storage_usd_per_month: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Assumptions {
+    pub region: String,
+    pub kms_quota_rps: f64,
+    pub kms_quota_source: &'static str,
+    pub kms_share: f64,
+    pub kms_rps: f64,
+    pub s3_rps: f64,
+    pub method: super::classify::MethodChoice,
+    pub bucket_key: bool,
+    pub bucket_key_reduction: f64,
+    pub versioned: bool,
+    pub versioned_source: &'static str,
+    pub multipart_threshold_bytes: u64,
+    pub multipart_part_size: &'static str,
+    pub prices: PriceTable,
+    pub notes: Vec<String>,
+}
+
+/// Round dollars to a millionth: finer is noise, and it keeps the JSON readable.
+pub fn usd(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
+pub struct EstimateInputs<'a> {
+    pub inventory: InventoryInfo,
+    pub model: &'a CostModel,
+    pub pace: Pace,
+    pub region: String,
+    pub classify: &'a ClassifyOptions,
+    pub versioned_source: &'static str,
+    pub monthly_gets: Option<u64>,
+}
+
+impl Estimate {
+    pub fn build(t: &Tallies, i: EstimateInputs<'_>) -> Estimate {
+        let all = t.planned_total();
+        let c = all.cost;
+        let prices = &i.model.prices;
+        let mut by_method: BTreeMap<&'static str, u64> = Method::ALL.iter().map(|m| (m.as_str(), 0)).collect();
+        for ((m, _), tally) in &t.planned {
+            *by_method.get_mut(m.as_str()).unwrap() += tally.objects;
+        }
+        let skipped: BTreeMap<&'static str, u64> = t.skipped.iter().map(|(r, n)| (r.as_str(), *n)).collect();
+        let (duration, bound) = i.pace.duration(&c);
+        let total = c.total_usd();
+        let breakdown = t
+            .planned
+            .iter()
+            .map(|((m, class), x)| BreakdownLine {
+                method: *m,
+                storage_class: *class,
+                objects: x.objects,
+                bytes: x.bytes,
+                s3_put_class: x.cost.s3_put_class,
+                s3_get_class: x.cost.s3_get_class,
+                kms: x.cost.kms_effective,
+                s3_requests_usd: usd(x.cost.s3_requests_usd),
+                retrieval_usd: usd(x.cost.retrieval_usd),
+                kms_usd: usd(x.cost.kms_usd),
+                early_deletion_usd: usd(x.cost.early_deletion_usd),
+                total_usd: usd(x.cost.total_usd()),
+                noncurrent_storage_usd_per_month: usd(x.cost.noncurrent_storage_usd_per_month),
+            })
+            .collect();
+        let kms_price = prices.kms_per_10k_requests / 10_000.0;
+        let ongoing = i.monthly_gets.map(|n| Ongoing {
+            monthly_gets: n,
+            kms_decrypt_without_bucket_key: usd(n as f64 * kms_price),
+            kms_decrypt_with_bucket_key: usd(n as f64 * (1.0 - prices.bucket_key_reduction) * kms_price),
+            kms_key: prices.kms_key_per_month,
+        });
+        let mut notes = vec![
+            "early deletion: age = manifest creationTimestamp - LastModifiedDate; no fee where LastModifiedDate is absent".to_string(),
+            "update requests are priced as STANDARD PUTs whatever the object's class".to_string(),
+            "5xx responses (throttling) are not billed, so retries add no request cost".to_string(),
+        ];
+        if t.unknown_size > 0 {
+            notes.push(format!(
+                "{} planned objects have no size in the inventory and are costed as 0 bytes",
+                t.unknown_size
+            ));
+        }
+        if i.model.bucket_key {
+            notes.push(format!("Bucket Key: KMS requests x (1 - {}), AWS's 'up to 99 %'", prices.bucket_key_reduction));
+        }
+        if t.locked_copies > 0 {
+            notes.push(format!("{} locked objects are copied: each keeps its locked old version", t.locked_copies));
+        }
+        Estimate {
+            schema: SCHEMA,
+            inventory: i.inventory,
+            objects: ObjectsInfo {
+                planned: all.objects,
+                planned_bytes: all.bytes,
+                by_method,
+                skipped_total: t.skipped.values().sum(),
+                skipped,
+                unknown_size: t.unknown_size,
+                locked_copies: t.locked_copies,
+            },
+            requests: RequestsInfo {
+                s3_put_class: c.s3_put_class,
+                s3_get_class: c.s3_get_class,
+                kms: (c.kms_effective - 1e-9).ceil().max(0.0) as u64,
+                kms_without_bucket_key: c.kms,
+            },
+            cost_usd: CostUsd {
+                s3_requests: usd(c.s3_requests_usd),
+                retrieval: usd(c.retrieval_usd),
+                kms_requests: usd(c.kms_usd),
+                early_deletion: usd(c.early_deletion_usd),
+                total: usd(total),
+            },
+            alternatives_usd: Alternatives {
+                copy_only: usd(t.copy_only.total_usd()),
+                batch_operations: usd(total
+                    + prices.batch_ops_per_job
+                    + prices.batch_ops_per_million_objects * all.objects as f64 / 1e6),
+            },
+            noncurrent_storage_usd_per_month: usd(c.noncurrent_storage_usd_per_month),
+            duration_seconds: (duration * 10.0).round() / 10.0,
+            duration_bound_by: bound,
+            ongoing_usd_per_month: ongoing,
+            breakdown,
+            assumptions: Assumptions {
+                region: i.region,
+                kms_quota_rps: i.pace.kms_quota.rps,
+                kms_quota_source: i.pace.kms_quota.source,
+                kms_share: i.pace.kms_share,
+                kms_rps: i.pace.kms_rps(),
+                s3_rps: i.pace.s3_rps,
+                method: i.classify.method,
+                bucket_key: i.model.bucket_key,
+                bucket_key_reduction: prices.bucket_key_reduction,
+                versioned: i.model.versioned,
+                versioned_source: i.versioned_source,
+                multipart_threshold_bytes: i.classify.multipart_threshold,
+                multipart_part_size: "max(512 MiB, ceil(size / 10,000))",
+                prices: prices.clone(),
+                notes,
+            },
+        }
+    }
+}

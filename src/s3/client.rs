@@ -1,0 +1,42 @@
+//! Building the aws-sdk-s3 client.
+
+use aws_config::meta::region::RegionProviderChain;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
+use std::time::Duration;
+
+/// Where and how to reach S3.
+#[derive(Debug, Clone, Default)]
+pub struct S3Settings {
+    pub region: Option<String>,
+    /// A custom endpoint (an emulator, an S3-compatible store). `AWS_ENDPOINT_URL` works too.
+    pub endpoint_url: Option<String>,
+    /// Use virtual-hosted addressing even with a custom endpoint.
+    pub virtual_host: bool,
+}
+
+/// The S3 client with the SDK's retries disabled: one attempt per call, so that every
+/// retry is the engine's, counted, paced and recorded.
+pub async fn build_client(s: &S3Settings) -> aws_sdk_s3::Client {
+    let region = RegionProviderChain::first_try(s.region.clone().map(Region::new))
+        .or_default_provider()
+        .or_else(Region::new("us-east-1"));
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(region)
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .read_timeout(Duration::from_secs(60))
+                .build(),
+        );
+    if let Some(url) = &s.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    let shared = loader.load().await;
+    // Emulators and most S3-compatible stores only speak path-style.
+    let custom_endpoint = shared.endpoint_url().is_some();
+    let conf = aws_sdk_s3::config::Builder::from(&shared).force_path_style(custom_endpoint && !s.virtual_host).build();
+    aws_sdk_s3::Client::from_conf(conf)
+}

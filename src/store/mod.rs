@@ -1,0 +1,282 @@
+//! The SQLite checkpoint: one row per inventory object, and one `run` row holding what
+//! was planned and how. `plan` writes it; later stages execute from it and record every
+//! outcome in it.
+//!
+//! A plan is written into a temporary file beside the target and renamed into place only
+//! once complete, so a failed or interrupted plan never leaves a half-written
+//! checkpoint. Bulk loading runs without a journal (the rename is the commit); the
+//! finished file is switched to WAL so a running job and `rekey status` can share it.
+//! The file is created with mode 0600 and holds no credentials.
+
+mod schema;
+
+pub use schema::SCHEMA_VERSION;
+
+use crate::inventory::InventoryRow;
+use crate::plan::classify::Decision;
+use rusqlite::{params, Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Sqlite { path: String, source: rusqlite::Error },
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{path} already holds a plan of {inventory}; pass --replace to overwrite it")]
+    StateExists { path: String, inventory: String },
+    #[error("{path} is not a rekey checkpoint ({reason})")]
+    NotACheckpoint { path: String, reason: String },
+    #[error("{path} was written by a newer rekey (schema {found}, this build reads up to {supported})")]
+    TooNew { path: String, found: i64, supported: i64 },
+}
+
+/// One object and its fate, as the planner hands it to the store.
+#[derive(Debug, Clone)]
+pub struct PlannedObject {
+    pub row: InventoryRow,
+    pub decision: Decision,
+}
+
+/// The `run` row: what was planned, from what, and how.
+#[derive(Debug, Clone)]
+pub struct RunRecord {
+    pub inventory_source: String,
+    pub inventory_created: Option<String>,
+    pub source_bucket: Option<String>,
+    pub kms_key_arn: Option<String>,
+    pub options_json: String,
+    pub prices_json: String,
+    pub estimate_json: String,
+}
+
+/// Writes a new plan. Dropped without [`PlanWriter::finish`], it deletes its temporary file.
+pub struct PlanWriter {
+    conn: Option<Connection>,
+    tmp: PathBuf,
+    target: PathBuf,
+    in_txn: u64,
+    written: u64,
+}
+
+/// Rows per transaction while bulk loading: large enough that commits cost nothing.
+const ROWS_PER_TXN: u64 = 250_000;
+
+fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |source| StoreError::Sqlite { path: path.display().to_string(), source }
+}
+
+impl PlanWriter {
+    /// Start a plan at `target`. An existing checkpoint is refused unless `replace`.
+    pub fn create(target: &Path, replace: bool) -> Result<PlanWriter, StoreError> {
+        if target.exists() && !replace {
+            let inventory = Checkpoint::open(target)
+                .and_then(|c| c.run())
+                .map(|r| r.inventory_source)
+                .unwrap_or_else(|e| format!("something else ({e})"));
+            return Err(StoreError::StateExists { path: target.display().to_string(), inventory });
+        }
+        let tmp = PathBuf::from(format!("{}.rekey-tmp-{}", target.display(), std::process::id()));
+        let io = |source| StoreError::Io { path: tmp.display().to_string(), source };
+        let _ = std::fs::remove_file(&tmp);
+        let mut open = std::fs::OpenOptions::new();
+        open.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+        drop(open.open(&tmp).map_err(io)?);
+        let conn = Connection::open(&tmp).map_err(sql(&tmp))?;
+        let mut w = PlanWriter { conn: Some(conn), tmp, target: target.to_path_buf(), in_txn: 0, written: 0 };
+        let conn = w.conn.as_ref().unwrap();
+        conn.execute_batch("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -65536;")
+            .map_err(sql(&w.tmp))?;
+        schema::create(conn).map_err(sql(&w.tmp))?;
+        conn.execute_batch("BEGIN").map_err(sql(&w.tmp))?;
+        w.in_txn = 0;
+        Ok(w)
+    }
+
+    pub fn insert(&mut self, batch: &[PlannedObject]) -> Result<(), StoreError> {
+        let conn = self.conn.as_ref().expect("writer is open");
+        let mut stmt = conn.prepare_cached(schema::INSERT_OBJECT).map_err(sql(&self.tmp))?;
+        for o in batch {
+            let r = &o.row;
+            let (method, skip, status) = match o.decision {
+                Decision::Migrate(m) => (Some(m.as_str()), None, "pending"),
+                Decision::Skip(s) => (None, Some(s.as_str()), "skipped"),
+            };
+            stmt.execute(params![
+                r.bucket,
+                r.key,
+                r.version_id,
+                r.is_latest,
+                r.is_delete_marker,
+                r.size.map(|s| s as i64),
+                r.last_modified_ms,
+                r.etag,
+                r.storage_class.map(|c| c.as_str()),
+                r.encryption.map(|e| e.as_str()),
+                r.lock_mode,
+                r.lock_retain_until,
+                r.legal_hold,
+                r.checksum_algorithm,
+                r.it_tier,
+                method,
+                skip,
+                status,
+            ])
+            .map_err(sql(&self.tmp))?;
+        }
+        drop(stmt);
+        self.in_txn += batch.len() as u64;
+        self.written += batch.len() as u64;
+        if self.in_txn >= ROWS_PER_TXN {
+            conn.execute_batch("COMMIT; BEGIN").map_err(sql(&self.tmp))?;
+            self.in_txn = 0;
+        }
+        Ok(())
+    }
+
+    pub fn rows_written(&self) -> u64 {
+        self.written
+    }
+
+    /// Record the run, index, switch to WAL, and move the file into place.
+    pub fn finish(mut self, run: &RunRecord) -> Result<u64, StoreError> {
+        let conn = self.conn.take().expect("writer is open");
+        let tmp = self.tmp.clone();
+        let result = (|| {
+            conn.execute(
+                schema::INSERT_RUN,
+                params![
+                    crate::units::now_rfc3339(),
+                    env!("CARGO_PKG_VERSION"),
+                    run.inventory_source,
+                    run.inventory_created,
+                    run.source_bucket,
+                    run.kms_key_arn,
+                    run.options_json,
+                    run.prices_json,
+                    run.estimate_json,
+                ],
+            )?;
+            conn.execute_batch("COMMIT")?;
+            // Indexes are cheaper built once over the loaded table than maintained per row.
+            conn.execute_batch(schema::INDEXES)?;
+            conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+            conn.close().map_err(|(_, e)| e)
+        })();
+        result.map_err(sql(&tmp))?;
+        let io = |p: &Path| {
+            let p = p.display().to_string();
+            move |source| StoreError::Io { path: p.clone(), source }
+        };
+        std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io(&tmp))?;
+        // A stale WAL beside a new database would be replayed into it: remove it first.
+        for suffix in ["-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", self.target.display()));
+        }
+        std::fs::rename(&tmp, &self.target).map_err(io(&self.target))?;
+        if let Some(dir) = self.target.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+        }
+        Ok(self.written)
+    }
+}
+
+impl Drop for PlanWriter {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            drop(conn);
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// An existing checkpoint, opened for reading and for recording outcomes.
+pub struct Checkpoint {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// Counts of objects by status, method and skip reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StatusCounts {
+    pub by_status: std::collections::BTreeMap<String, u64>,
+    pub by_method: std::collections::BTreeMap<String, u64>,
+    pub by_skip_reason: std::collections::BTreeMap<String, u64>,
+}
+
+impl Checkpoint {
+    pub fn open(path: &Path) -> Result<Checkpoint, StoreError> {
+        if !path.is_file() {
+            return Err(StoreError::Io {
+                path: path.display().to_string(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such checkpoint"),
+            });
+        }
+        let conn =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .map_err(sql(path))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(sql(path))?;
+        let not = |reason: String| StoreError::NotACheckpoint { path: path.display().to_string(), reason };
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| not(e.to_string()))?;
+        if version == 0 {
+            return Err(not("no rekey schema version".into()));
+        }
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path: path.display().to_string(),
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        Ok(Checkpoint { conn, path: path.to_path_buf() })
+    }
+
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub fn run(&self) -> Result<RunRecord, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT inventory_source, inventory_created, source_bucket, kms_key_arn, options_json, prices_json, estimate_json FROM run WHERE id = 1",
+                [],
+                |r| {
+                    Ok(RunRecord {
+                        inventory_source: r.get(0)?,
+                        inventory_created: r.get(1)?,
+                        source_bucket: r.get(2)?,
+                        kms_key_arn: r.get(3)?,
+                        options_json: r.get(4)?,
+                        prices_json: r.get(5)?,
+                        estimate_json: r.get(6)?,
+                    })
+                },
+            )
+            .map_err(sql(&self.path))
+    }
+
+    pub fn counts(&self) -> Result<StatusCounts, StoreError> {
+        let mut c = StatusCounts::default();
+        let group = |col: &str, out: &mut std::collections::BTreeMap<String, u64>| -> rusqlite::Result<()> {
+            let mut stmt = self
+                .conn
+                .prepare(&format!("SELECT {col}, COUNT(*) FROM objects WHERE {col} IS NOT NULL GROUP BY {col}"))?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
+            for row in rows {
+                let (k, n) = row?;
+                out.insert(k, n);
+            }
+            Ok(())
+        };
+        group("status", &mut c.by_status).map_err(sql(&self.path))?;
+        group("method", &mut c.by_method).map_err(sql(&self.path))?;
+        group("skip_reason", &mut c.by_skip_reason).map_err(sql(&self.path))?;
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests;

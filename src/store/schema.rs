@@ -1,0 +1,60 @@
+//! The checkpoint's tables. `PRAGMA user_version` holds [`SCHEMA_VERSION`]; a later
+//! version adds a migration step here and bumps it.
+
+use rusqlite::Connection;
+
+pub const SCHEMA_VERSION: i64 = 1;
+
+pub(super) fn create(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(&format!(
+        "CREATE TABLE run (
+            id                INTEGER PRIMARY KEY CHECK (id = 1),
+            created_at        TEXT NOT NULL,
+            rekey_version     TEXT NOT NULL,
+            inventory_source  TEXT NOT NULL,
+            inventory_created TEXT,
+            source_bucket     TEXT,
+            kms_key_arn       TEXT,
+            options_json      TEXT NOT NULL,
+            prices_json       TEXT NOT NULL,
+            estimate_json     TEXT NOT NULL
+        );
+        CREATE TABLE objects (
+            id                INTEGER PRIMARY KEY,
+            bucket            TEXT NOT NULL,
+            key               TEXT NOT NULL,
+            version_id        TEXT,
+            is_latest         INTEGER,
+            is_delete_marker  INTEGER NOT NULL,
+            size              INTEGER,
+            last_modified_ms  INTEGER,
+            etag              TEXT,
+            storage_class     TEXT,
+            encryption        TEXT,
+            lock_mode         TEXT,
+            lock_retain_until TEXT,
+            legal_hold        INTEGER NOT NULL,
+            checksum_algorithm TEXT,
+            it_tier           TEXT,
+            -- update | copy | multipart_copy; NULL when skipped
+            method            TEXT,
+            -- a SkipReason name; NULL when planned
+            skip_reason       TEXT,
+            status            TEXT NOT NULL CHECK (status IN ('pending', 'done', 'failed', 'skipped')),
+            attempts          INTEGER NOT NULL DEFAULT 0,
+            last_error        TEXT,
+            new_etag          TEXT,
+            new_version_id    TEXT,
+            kms_key_id        TEXT,
+            finished_at       TEXT,
+            CHECK ((method IS NULL) <> (skip_reason IS NULL))
+        );
+        PRAGMA user_version = {SCHEMA_VERSION};"
+    ))
+}
+
+pub(super) const INSERT_OBJECT: &str = "INSERT INTO objects (bucket, key, version_id, is_latest, is_delete_marker, size, last_modified_ms, etag, storage_class, encryption, lock_mode, lock_retain_until, legal_hold, checksum_algorithm, it_tier, method, skip_reason, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
+
+pub(super) const INSERT_RUN: &str = "INSERT INTO run (id, created_at, rekey_version, inventory_source, inventory_created, source_bucket, kms_key_arn, options_json, prices_json, estimate_json) VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+
+pub(super) const INDEXES: &str = "CREATE INDEX objects_by_status ON objects (status);";

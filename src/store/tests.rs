@@ -1,0 +1,116 @@
+use super::*;
+use crate::inventory::{EncryptionStatus, InventoryRow, StorageClass};
+use crate::plan::{Method, SkipReason};
+
+fn obj(key: &str, decision: Decision) -> PlannedObject {
+    PlannedObject {
+        row: InventoryRow {
+            bucket: "b".into(),
+            key: key.into(),
+            version_id: Some("v".into()),
+            is_latest: Some(true),
+            is_delete_marker: false,
+            size: Some(7),
+            last_modified_ms: Some(1),
+            etag: Some("e".into()),
+            storage_class: Some(StorageClass::StandardIa),
+            encryption: Some(EncryptionStatus::SseS3),
+            lock_mode: None,
+            lock_retain_until: None,
+            legal_hold: false,
+            it_tier: None,
+            bucket_key_enabled: None,
+            checksum_algorithm: Some("CRC32".into()),
+        },
+        decision,
+    }
+}
+
+fn run(source: &str) -> RunRecord {
+    RunRecord {
+        inventory_source: source.into(),
+        inventory_created: None,
+        source_bucket: Some("b".into()),
+        kms_key_arn: Some("arn:aws:kms:us-east-1:111122223333:key/k".into()),
+        options_json: "{}".into(),
+        prices_json: "{}".into(),
+        estimate_json: "{}".into(),
+    }
+}
+
+#[test]
+fn writes_rows_and_run_then_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.rekey");
+    let mut w = PlanWriter::create(&path, false).unwrap();
+    w.insert(&[obj("a", Decision::Migrate(Method::Update)), obj("b\nnewline", Decision::Skip(SkipReason::AlreadyKms))])
+        .unwrap();
+    assert_eq!(w.finish(&run("inv-1")).unwrap(), 2);
+
+    let c = Checkpoint::open(&path).unwrap();
+    assert_eq!(c.run().unwrap().inventory_source, "inv-1");
+    let counts = c.counts().unwrap();
+    assert_eq!(counts.by_status.get("pending"), Some(&1));
+    assert_eq!(counts.by_status.get("skipped"), Some(&1));
+    assert_eq!(counts.by_skip_reason.get("already_kms"), Some(&1));
+    let (key, class, sum): (String, String, String) = c
+        .connection()
+        .query_row(
+            "SELECT key, storage_class, checksum_algorithm FROM objects WHERE skip_reason IS NOT NULL",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!((key.as_str(), class.as_str(), sum.as_str()), ("b\nnewline", "STANDARD_IA", "CRC32"));
+    let mode: String = c.connection().query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+    assert_eq!(mode, "wal");
+    let index: i64 = c
+        .connection()
+        .query_row("SELECT COUNT(*) FROM sqlite_master WHERE name = 'objects_by_status'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(index, 1);
+    drop(c);
+
+    let e = PlanWriter::create(&path, false).err().unwrap().to_string();
+    assert!(e.contains("already holds a plan of inv-1") && e.contains("--replace"), "{e}");
+    let w = PlanWriter::create(&path, true).unwrap();
+    w.finish(&run("inv-2")).unwrap();
+    let c = Checkpoint::open(&path).unwrap();
+    assert_eq!(c.run().unwrap().inventory_source, "inv-2");
+    assert!(c.counts().unwrap().by_status.is_empty());
+}
+
+#[test]
+fn an_abandoned_plan_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.rekey");
+    let mut w = PlanWriter::create(&path, false).unwrap();
+    w.insert(&[obj("a", Decision::Migrate(Method::Copy))]).unwrap();
+    drop(w);
+    assert!(!path.exists());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "temporary file removed");
+}
+
+#[cfg(unix)]
+#[test]
+fn checkpoint_is_private_to_its_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.rekey");
+    PlanWriter::create(&path, false).unwrap().finish(&run("i")).unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+}
+
+#[test]
+fn foreign_files_are_not_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.db");
+    rusqlite::Connection::open(&path).unwrap().execute_batch("CREATE TABLE t (x)").unwrap();
+    assert!(matches!(Checkpoint::open(&path), Err(StoreError::NotACheckpoint { .. })));
+    let text = dir.path().join("x.txt");
+    std::fs::write(&text, "hello, this is not sqlite at all, just text").unwrap();
+    assert!(Checkpoint::open(&text).is_err());
+    let newer = dir.path().join("n.db");
+    rusqlite::Connection::open(&newer).unwrap().execute_batch("PRAGMA user_version = 99").unwrap();
+    assert!(matches!(Checkpoint::open(&newer), Err(StoreError::TooNew { .. })));
+}
