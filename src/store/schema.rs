@@ -53,7 +53,36 @@ pub(super) fn create(conn: &Connection) -> rusqlite::Result<()> {
     ))
 }
 
-pub(super) const INSERT_OBJECT: &str = "INSERT INTO objects (bucket, key, version_id, is_latest, is_delete_marker, size, last_modified_ms, etag, storage_class, encryption, lock_mode, lock_retain_until, legal_hold, checksum_algorithm, it_tier, method, skip_reason, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
+/// The columns a plan fills, in bind order.
+pub(super) const OBJECT_COLUMN_NAMES: [&str; 18] = [
+    "bucket",
+    "key",
+    "version_id",
+    "is_latest",
+    "is_delete_marker",
+    "size",
+    "last_modified_ms",
+    "etag",
+    "storage_class",
+    "encryption",
+    "lock_mode",
+    "lock_retain_until",
+    "legal_hold",
+    "checksum_algorithm",
+    "it_tier",
+    "method",
+    "skip_reason",
+    "status",
+];
+pub(super) const OBJECT_COLUMNS: usize = OBJECT_COLUMN_NAMES.len();
+/// Rows per INSERT statement while planning (18 × 64 parameters, well under SQLite's 32,766).
+pub(super) const ROWS_PER_INSERT: usize = 64;
+
+/// `INSERT INTO objects (...) VALUES (?, ...), (?, ...)` for `rows` rows.
+pub(super) fn insert_objects(rows: usize) -> String {
+    let one = format!("({})", vec!["?"; OBJECT_COLUMNS].join(", "));
+    format!("INSERT INTO objects ({}) VALUES {}", OBJECT_COLUMN_NAMES.join(", "), vec![one; rows].join(", "))
+}
 
 pub(super) const INSERT_RUN: &str = "INSERT INTO run (id, created_at, rekey_version, inventory_source, inventory_created, source_bucket, kms_key_arn, options_json, prices_json, estimate_json) VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
 

@@ -114,3 +114,46 @@ fn foreign_files_are_not_checkpoints() {
     rusqlite::Connection::open(&newer).unwrap().execute_batch("PRAGMA user_version = 99").unwrap();
     assert!(matches!(Checkpoint::open(&newer), Err(StoreError::TooNew { .. })));
 }
+
+/// key, size, version_id, method, skip_reason, status, storage_class, checksum_algorithm
+type StoredRow = (String, i64, Option<String>, Option<String>, Option<String>, String, String, String);
+
+#[test]
+fn multi_row_inserts_keep_every_column_of_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.rekey");
+    let mut w = PlanWriter::create(&path, false).unwrap();
+    // 64 rows per statement: 150 rows exercise two full statements and a remainder of 22.
+    let objs: Vec<PlannedObject> = (0..150)
+        .map(|i| {
+            let mut o = obj(
+                &format!("k{i}"),
+                if i % 3 == 0 { Decision::Skip(SkipReason::Filtered) } else { Decision::Migrate(Method::Copy) },
+            );
+            o.row.size = Some(i);
+            o.row.version_id = if i % 5 == 0 { None } else { Some(format!("v{i}")) };
+            o
+        })
+        .collect();
+    w.insert(&objs).unwrap();
+    w.finish(&run("i")).unwrap();
+    let c = Checkpoint::open(&path).unwrap();
+    let mut stmt = c.connection().prepare("SELECT key, size, version_id, method, skip_reason, status, storage_class, checksum_algorithm FROM objects ORDER BY id").unwrap();
+    let rows: Vec<StoredRow> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows.len(), 150);
+    for (i, r) in rows.iter().enumerate() {
+        assert_eq!(r.0, format!("k{i}"));
+        assert_eq!(r.1, i as i64);
+        assert_eq!(r.2, if i % 5 == 0 { None } else { Some(format!("v{i}")) });
+        if i % 3 == 0 {
+            assert_eq!((r.3.as_deref(), r.4.as_deref(), r.5.as_str()), (None, Some("filtered"), "skipped"));
+        } else {
+            assert_eq!((r.3.as_deref(), r.4.as_deref(), r.5.as_str()), (Some("copy"), None, "pending"));
+        }
+        assert_eq!((r.6.as_str(), r.7.as_str()), ("STANDARD_IA", "CRC32"));
+    }
+}
