@@ -16,6 +16,7 @@
 //! * [`cli`] parses commands and renders output; `main.rs` only maps errors to exit codes.
 
 pub mod cli;
+pub mod exec;
 pub mod inventory;
 pub mod plan;
 pub mod s3;

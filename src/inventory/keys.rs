@@ -81,6 +81,19 @@ pub fn encode_form_key(key: &str) -> String {
     out
 }
 
+/// Percent-encode a key for a URL path or `x-amz-copy-source`: `/` and unreserved characters
+/// stay, everything else (space included) becomes `%XX`.
+pub fn encode_path(key: &str) -> String {
+    let mut out = String::with_capacity(key.len() + 8);
+    for &b in key.as_bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
 fn hex_val(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
@@ -98,6 +111,12 @@ mod tests {
     fn documented_example() {
         assert_eq!(decode_form_key(b"a+b%2Bc%25.txt").unwrap(), "a b+c%.txt");
         assert_eq!(encode_form_key("a b+c%.txt"), "a+b%2Bc%25.txt");
+    }
+
+    #[test]
+    fn copy_source_encoding() {
+        assert_eq!(encode_path("a b+c%.txt"), "a%20b%2Bc%25.txt");
+        assert_eq!(encode_path("dir/é"), "dir/%C3%A9");
     }
 
     #[test]

@@ -12,6 +12,7 @@
 
 use super::keys::encode_form_key;
 use super::manifest::{hex, md5_hex};
+pub use crate::units::Rng;
 use crate::units::{rfc3339_from_ms, GIB, MIB};
 use flate2::write::GzEncoder;
 use md5::{Digest, Md5};
@@ -112,42 +113,6 @@ pub fn write_inventory(spec: &InventorySpec, rows: impl IntoIterator<Item = Vec<
         std::fs::write(dir.join("manifest.checksum"), format!("{}\n", md5_hex(text.as_bytes())))?;
     }
     Ok(path)
-}
-
-/// A small, fast, seeded PRNG (SplitMix64): the same seed gives the same inventory.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-    /// Pick from weighted choices.
-    pub fn pick<'a, T>(&mut self, choices: &'a [(T, u32)]) -> &'a T {
-        let total: u32 = choices.iter().map(|c| c.1).sum();
-        let mut r = self.below(total as u64) as u32;
-        for (v, w) in choices {
-            if r < *w {
-                return v;
-            }
-            r -= w;
-        }
-        &choices[choices.len() - 1].0
-    }
 }
 
 /// Rows for [`FULL_SCHEMA`] with the mix a real, long-lived bucket has: every storage

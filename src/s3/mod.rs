@@ -1,15 +1,23 @@
 //! Talking to S3.
 //!
+//! * [`object_store`]: the [`ObjectStore`] trait the engine runs against, its request and
+//!   result types, and the one place S3 errors are classified.
+//! * [`sdk_store`]: the real implementation over aws-sdk-s3.
+//! * [`fake`]: an in-process implementation with injectable latency, throttling and
+//!   failures, for unit tests and overhead benchmarks.
 //! * [`client`] builds the aws-sdk-s3 client: the standard credential chain, `--region`,
 //!   `--endpoint-url` (path-style unless `--virtual-host`), and the SDK's own retries
 //!   turned off, because the engine owns every retry.
 //! * [`blobs`] streams inventory files from S3 for the planner.
-//!
-//! The object-store trait the executor uses (UpdateObjectEncryption, CopyObject, …)
-//! arrives with `rekey run`.
 
 pub mod blobs;
 pub mod client;
+pub mod fake;
+pub mod object_store;
+pub mod sdk_store;
 
 pub use blobs::S3Blobs;
 pub use client::{build_client, S3Settings};
+pub use fake::{FakeBehaviour, FakeObject, FakeStore};
+pub use object_store::{CopyRequest, HeadResult, ObjectStore, S3CallError, S3ErrorKind, UpdateRequest, WriteResult};
+pub use sdk_store::SdkStore;

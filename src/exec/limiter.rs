@@ -1,0 +1,332 @@
+//! Pacing to a quota: token buckets whose rate adapts to throttling (AIMD).
+//!
+//! governor's rate is fixed once a limiter is built, and rebuilding it on every change was
+//! seen to collapse the rate. So the bucket is a fixed, fine-grained governor limiter
+//! ([`CELLS_PER_SEC`] cells per second) and the *cost* of one request varies: at R
+//! requests/s a request costs `CELLS_PER_SEC / R` cells, held in an atomic. Fractional
+//! requests cost proportionally fewer cells, which is how a Bucket Key run (about 0.01 KMS
+//! request per object) ends up paced by S3 rather than KMS.
+//!
+//! The rate follows [`Aimd`]: cut to 0.7× on a throttle (at most once per cooldown, so one
+//! burst of 503s from a full in-flight window counts once), then climb back: quickly to
+//! just below the rate that was throttled, slowly above it, never past the configured
+//! ceiling.
+
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Cells per second of the underlying limiter: fine enough for 1 % steps at 100,000 rps.
+pub const CELLS_PER_SEC: u32 = 10_000_000;
+/// A burst of at most 0.1 s of the current rate.
+const BURST_CELLS: u32 = CELLS_PER_SEC / 10;
+/// Rates below this are not useful and would need a larger burst.
+pub const MIN_RATE: f64 = 10.0;
+
+const CUT: f64 = 0.7;
+/// The rate is raised at most this often.
+const STEP: Duration = Duration::from_millis(100);
+/// After a cut, climb quickly back to this share of the rate that was throttled.
+const KNEE_SHARE: f64 = 0.97;
+/// Above that, grow by 0.3 % per step…
+const PROBE_GROWTH: f64 = 0.003;
+/// …for at most 5 s; then the knee is forgotten and the climb is fast again.
+const PROBE_STEPS: u32 = 50;
+
+/// Additive-increase, multiplicative-decrease over a request rate. Pure: time is passed in,
+/// so tests drive it with a fake clock.
+#[derive(Debug, Clone)]
+pub struct Aimd {
+    pub ceiling: f64,
+    pub rate: f64,
+    cooldown: Duration,
+    last_cut: Option<Duration>,
+    last_raise: Duration,
+    /// The rate at the last throttle: climb fast to just below it, then probe slowly.
+    knee: Option<f64>,
+    probe_steps: u32,
+    pub throttles: u64,
+    pub cuts: u64,
+}
+
+impl Aimd {
+    pub fn new(ceiling: f64, cooldown: Duration) -> Aimd {
+        let ceiling = ceiling.max(MIN_RATE);
+        Aimd {
+            ceiling,
+            rate: ceiling,
+            cooldown,
+            last_cut: None,
+            last_raise: Duration::ZERO,
+            knee: None,
+            probe_steps: 0,
+            throttles: 0,
+            cuts: 0,
+        }
+    }
+
+    /// A throttle seen at `now`. Returns whether the rate was cut.
+    pub fn on_throttle(&mut self, now: Duration) -> bool {
+        self.throttles += 1;
+        if self.last_cut.is_some_and(|t| now.saturating_sub(t) < self.cooldown) {
+            return false;
+        }
+        self.knee = Some(self.rate);
+        self.probe_steps = 0;
+        self.rate = (self.rate * CUT).max(MIN_RATE);
+        self.last_cut = Some(now);
+        self.last_raise = now;
+        self.cuts += 1;
+        true
+    }
+
+    /// Raise the rate for the time passed without throttles.
+    pub fn tick(&mut self, now: Duration) {
+        if self.last_cut.is_some_and(|t| now.saturating_sub(t) < self.cooldown) {
+            // Time spent cooling down is not banked: otherwise the rate would leap back
+            // above the limit the moment the cooldown ends.
+            self.last_raise = now;
+            return;
+        }
+        while now.saturating_sub(self.last_raise) >= STEP && self.rate < self.ceiling {
+            self.rate = match self.knee {
+                // Fast (5 % of the ceiling per step) back to just below the throttled rate…
+                Some(knee) if self.rate < knee * KNEE_SHARE => (self.rate + self.ceiling * 0.05).min(knee * KNEE_SHARE),
+                // …then a slow probe, in case the limit has moved. A knee that has not been
+                // hit for PROBE_STEPS is forgotten (a throttle storm has passed).
+                Some(_) => {
+                    self.probe_steps += 1;
+                    if self.probe_steps >= PROBE_STEPS {
+                        self.knee = None;
+                    }
+                    self.rate * (1.0 + PROBE_GROWTH)
+                }
+                None => self.rate + self.ceiling * 0.05,
+            }
+            .min(self.ceiling);
+            self.last_raise += STEP;
+        }
+        if self.rate >= self.ceiling {
+            self.last_raise = now;
+        }
+    }
+}
+
+/// One paced resource (KMS requests, or S3 requests).
+pub struct AdaptiveLimiter<C: Clock = DefaultClock> {
+    name: &'static str,
+    limiter: RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<C::Instant>>,
+    aimd: Mutex<Aimd>,
+    started: Instant,
+    /// Cells per request at the current rate.
+    cost: AtomicU32,
+    /// The current rate × 1000, for lock-free reads by progress reporting.
+    rate_milli: AtomicU64,
+}
+
+impl AdaptiveLimiter<DefaultClock> {
+    pub fn new(name: &'static str, ceiling_rps: f64, cooldown: Duration) -> Self {
+        Self::with_clock(name, ceiling_rps, cooldown, DefaultClock::default())
+    }
+}
+
+impl<C: Clock> AdaptiveLimiter<C> {
+    pub fn with_clock(name: &'static str, ceiling_rps: f64, cooldown: Duration, clock: C) -> Self {
+        let quota = Quota::per_second(NonZeroU32::new(CELLS_PER_SEC).unwrap())
+            .allow_burst(NonZeroU32::new(BURST_CELLS).unwrap());
+        let aimd = Aimd::new(ceiling_rps, cooldown);
+        let l = AdaptiveLimiter {
+            name,
+            limiter: RateLimiter::direct_with_clock(quota, clock),
+            cost: AtomicU32::new(0),
+            rate_milli: AtomicU64::new(0),
+            started: Instant::now(),
+            aimd: Mutex::new(aimd.clone()),
+        };
+        l.publish(aimd.rate);
+        l
+    }
+
+    fn publish(&self, rate: f64) {
+        self.cost.store(cells_per_request(rate), Ordering::Relaxed);
+        self.rate_milli.store((rate * 1000.0) as u64, Ordering::Relaxed);
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    pub fn rate(&self) -> f64 {
+        self.rate_milli.load(Ordering::Relaxed) as f64 / 1000.0
+    }
+
+    pub fn ceiling(&self) -> f64 {
+        self.aimd.lock().unwrap().ceiling
+    }
+
+    pub fn throttles(&self) -> u64 {
+        self.aimd.lock().unwrap().throttles
+    }
+
+    /// The cells `weight` requests cost now (0 for a zero weight).
+    pub fn cells_for(&self, weight: f64) -> u64 {
+        (self.cost.load(Ordering::Relaxed) as f64 * weight).round() as u64
+    }
+
+    /// Non-blocking: take `weight` requests' cells if they conform now (for tests).
+    pub fn try_acquire(&self, weight: f64) -> bool {
+        let cells = self.cells_for(weight).min(BURST_CELLS as u64) as u32;
+        match NonZeroU32::new(cells) {
+            None => true,
+            Some(n) => matches!(self.limiter.check_n(n), Ok(Ok(()))),
+        }
+    }
+
+    pub fn on_throttle(&self) {
+        let mut a = self.aimd.lock().unwrap();
+        if a.on_throttle(self.started.elapsed()) {
+            tracing::debug!("{} throttled: rate cut to {:.0}/s", self.name, a.rate);
+            self.publish(a.rate);
+        }
+    }
+}
+
+impl<C: governor::clock::ReasonablyRealtime> AdaptiveLimiter<C> {
+    /// Wait until `weight` requests may be sent.
+    pub async fn acquire(&self, weight: f64) {
+        {
+            let mut a = self.aimd.lock().unwrap();
+            let before = a.rate;
+            a.tick(self.started.elapsed());
+            if a.rate != before {
+                self.publish(a.rate);
+            }
+        }
+        let mut cells = self.cells_for(weight);
+        while cells > 0 {
+            let n = cells.min(BURST_CELLS as u64) as u32;
+            // n ≤ burst, so this cannot fail for lack of capacity.
+            let _ = self.limiter.until_n_ready(NonZeroU32::new(n).unwrap()).await;
+            cells -= n as u64;
+        }
+    }
+}
+
+pub fn cells_per_request(rate: f64) -> u32 {
+    (CELLS_PER_SEC as f64 / rate.max(MIN_RATE)).round().max(1.0) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use governor::clock::FakeRelativeClock;
+
+    const S: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn cost_tracks_the_rate() {
+        assert_eq!(cells_per_request(100_000.0), 100);
+        assert_eq!(cells_per_request(1_000.0), 10_000);
+        assert_eq!(cells_per_request(1.0), 1_000_000); // clamped to MIN_RATE
+    }
+
+    /// With a fake clock: in one second at 100 rps exactly 100 requests conform (plus the
+    /// 0.1 s burst), whatever the cell granularity.
+    #[test]
+    fn admits_the_configured_rate_on_a_fake_clock() {
+        let clock = FakeRelativeClock::default();
+        let l = AdaptiveLimiter::with_clock("kms", 100.0, S, clock.clone());
+        let mut admitted = 0;
+        for _ in 0..1000 {
+            clock.advance(Duration::from_millis(1));
+            while l.try_acquire(1.0) {
+                admitted += 1;
+            }
+        }
+        assert!((100..=111).contains(&admitted), "admitted {admitted} in 1 s at 100/s");
+        // Fractional weights: 100 requests of weight 0.01 cost one request's cells.
+        clock.advance(Duration::from_secs(1));
+        let mut tiny = 0;
+        while l.try_acquire(0.01) && tiny < 100_000 {
+            tiny += 1;
+        }
+        assert!(tiny >= 1000, "{tiny}");
+    }
+
+    #[test]
+    fn aimd_cuts_once_per_cooldown_and_recovers_to_the_ceiling() {
+        let mut a = Aimd::new(1000.0, S);
+        assert!(a.on_throttle(Duration::from_millis(10)));
+        assert_eq!(a.rate, 700.0);
+        // A burst of throttles from the same in-flight window: one cut.
+        assert!(!a.on_throttle(Duration::from_millis(20)));
+        assert!(!a.on_throttle(Duration::from_millis(900)));
+        assert_eq!(a.rate, 700.0);
+        assert_eq!((a.throttles, a.cuts), (3, 1));
+        // No raise during the cooldown.
+        a.tick(Duration::from_millis(500));
+        assert_eq!(a.rate, 700.0);
+        // Fast climb toward 95 % of the knee (1000), then 1 % steps, up to the ceiling.
+        a.tick(Duration::from_millis(1010) + STEP);
+        assert!(a.rate > 700.0);
+        a.tick(Duration::from_secs(60));
+        assert_eq!(a.rate, 1000.0);
+    }
+
+    #[test]
+    fn aimd_converges_near_a_gate_below_the_ceiling() {
+        // A 200 rps gate against a 1,000 rps ceiling: each 10 ms step in which the rate is
+        // above the gate sends throttles. After 30 s the time-average admitted rate must
+        // sit near the gate and few steps may be throttled.
+        let mut a = Aimd::new(1000.0, Duration::from_millis(500));
+        let gate = 200.0;
+        let (mut sum, mut n, mut throttled_steps) = (0.0, 0, 0);
+        for ms in (0..120_000).step_by(10) {
+            let now = Duration::from_millis(ms);
+            a.tick(now);
+            let over = a.rate > gate;
+            if over {
+                a.on_throttle(now);
+            }
+            if ms >= 30_000 {
+                sum += a.rate.min(gate);
+                n += 1;
+                throttled_steps += over as u32;
+            }
+        }
+        let avg = sum / n as f64;
+        let share = throttled_steps as f64 / n as f64;
+        eprintln!("gate {gate}: average admitted {avg:.1}/s, throttled steps {:.2} %", share * 100.0);
+        assert!(avg > 0.85 * gate, "average admitted rate {avg:.0} vs gate {gate}");
+        assert!(share < 0.02, "throttled in {:.1} % of steps", share * 100.0);
+    }
+
+    #[test]
+    fn aimd_recovers_the_ceiling_after_a_storm() {
+        // Throttled down to the floor by a storm, the rate must climb all the way back
+        // once the storm is over (the low knee is forgotten).
+        let mut a = Aimd::new(1000.0, Duration::from_millis(500));
+        for i in 0..20 {
+            a.on_throttle(Duration::from_millis(i * 600));
+        }
+        assert!(a.rate < 20.0);
+        a.tick(Duration::from_secs(60));
+        assert_eq!(a.rate, 1000.0);
+    }
+
+    #[test]
+    fn never_above_the_ceiling_or_below_the_floor() {
+        let mut a = Aimd::new(50.0, Duration::ZERO);
+        for i in 0..100 {
+            a.on_throttle(Duration::from_millis(i * 10));
+        }
+        assert_eq!(a.rate, MIN_RATE);
+        a.tick(Duration::from_secs(600));
+        assert_eq!(a.rate, 50.0);
+    }
+}

@@ -1,0 +1,5 @@
+//! Execution: `rekey run`.
+//!
+//! * [`limiter`]: token buckets for KMS and S3 requests whose rates adapt to throttling.
+//! * [`retry`]: the backoff schedule.
+pub mod limiter;

@@ -1,0 +1,237 @@
+//! An in-process [`ObjectStore`] for unit tests and for benchmarking the engine's own
+//! overhead: objects in a map, with injectable latency, a request-rate gate that answers
+//! like S3's KMS throttling, random transient failures, and per-key write counts so tests
+//! can prove nothing was done twice.
+
+use super::object_store::{CopyRequest, HeadResult, ObjectStore, S3CallError, S3ErrorKind, UpdateRequest, WriteResult};
+use crate::units::Rng;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeObject {
+    pub etag: String,
+    pub version_id: Option<String>,
+    /// `AES256`, `aws:kms`, or None (unencrypted).
+    pub sse: Option<String>,
+    pub kms_key_id: Option<String>,
+    pub storage_class: String,
+    pub locked: bool,
+    pub archived: bool,
+    /// Successful updates and copies applied to this object.
+    pub writes: u32,
+}
+
+impl FakeObject {
+    pub fn sse_s3(etag: &str) -> FakeObject {
+        FakeObject {
+            etag: etag.into(),
+            version_id: None,
+            sse: Some("AES256".into()),
+            kms_key_id: None,
+            storage_class: "STANDARD".into(),
+            locked: false,
+            archived: false,
+            writes: 0,
+        }
+    }
+}
+
+/// Faults and pacing of the fake.
+#[derive(Debug, Clone, Default)]
+pub struct FakeBehaviour {
+    pub latency: Duration,
+    /// Requests per second above which writes answer 503 SlowDown (AWS KMS). 0 = no gate.
+    pub kms_rps: f64,
+    /// Share of requests that fail with 500 InternalError before doing anything.
+    pub fail_rate: f64,
+    /// Every write answers this (for breaker tests), e.g. `KMS.DisabledException`.
+    pub fatal_code: Option<String>,
+}
+
+struct Gate {
+    tokens: f64,
+    last: Instant,
+}
+
+pub struct FakeStore {
+    objects: Mutex<HashMap<(String, String), FakeObject>>,
+    behaviour: Mutex<FakeBehaviour>,
+    gate: Mutex<Gate>,
+    rng: Mutex<Rng>,
+    counters: Mutex<FakeCounters>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FakeCounters {
+    pub updates: u64,
+    pub copies: u64,
+    pub heads: u64,
+    pub throttled: u64,
+    pub failed: u64,
+}
+
+impl FakeStore {
+    pub fn new(behaviour: FakeBehaviour) -> FakeStore {
+        FakeStore {
+            objects: Mutex::new(HashMap::new()),
+            behaviour: Mutex::new(behaviour),
+            gate: Mutex::new(Gate { tokens: 0.0, last: Instant::now() }),
+            rng: Mutex::new(Rng::new(42)),
+            counters: Mutex::new(FakeCounters::default()),
+        }
+    }
+
+    pub fn insert(&self, bucket: &str, key: &str, o: FakeObject) {
+        self.objects.lock().unwrap().insert((bucket.into(), key.into()), o);
+    }
+
+    pub fn get(&self, bucket: &str, key: &str) -> Option<FakeObject> {
+        self.objects.lock().unwrap().get(&(bucket.to_string(), key.to_string())).cloned()
+    }
+
+    pub fn objects(&self) -> Vec<((String, String), FakeObject)> {
+        self.objects.lock().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    pub fn set_behaviour(&self, b: FakeBehaviour) {
+        *self.behaviour.lock().unwrap() = b;
+    }
+
+    pub fn counters(&self) -> FakeCounters {
+        self.counters.lock().unwrap().clone()
+    }
+
+    fn err(kind: S3ErrorKind, status: u16, code: &str, message: &str) -> S3CallError {
+        S3CallError { kind, code: code.into(), message: message.into(), status: Some(status) }
+    }
+
+    /// Latency, then the fault and rate gates, as S3 would answer them.
+    async fn admit(&self, write: bool) -> Result<(), S3CallError> {
+        let b = self.behaviour.lock().unwrap().clone();
+        if !b.latency.is_zero() {
+            tokio::time::sleep(b.latency).await;
+        }
+        if b.fail_rate > 0.0 && self.rng.lock().unwrap().unit() < b.fail_rate {
+            self.counters.lock().unwrap().failed += 1;
+            return Err(Self::err(
+                S3ErrorKind::Transient,
+                500,
+                "InternalError",
+                "We encountered an internal error. Please try again.",
+            ));
+        }
+        if write {
+            if let Some(code) = &b.fatal_code {
+                let kind = crate::s3::object_store::classify(Some(400), code, "injected");
+                return Err(Self::err(kind, 400, code, "injected"));
+            }
+            if b.kms_rps > 0.0 {
+                let mut g = self.gate.lock().unwrap();
+                let now = Instant::now();
+                let burst = (b.kms_rps / 10.0).max(1.0);
+                g.tokens = (g.tokens + now.duration_since(g.last).as_secs_f64() * b.kms_rps).min(burst);
+                g.last = now;
+                if g.tokens < 1.0 {
+                    self.counters.lock().unwrap().throttled += 1;
+                    return Err(Self::err(
+                        S3ErrorKind::ThrottledKms,
+                        503,
+                        "SlowDown",
+                        "Please reduce your request rate for operations involving AWS KMS.",
+                    ));
+                }
+                g.tokens -= 1.0;
+            }
+        }
+        Ok(())
+    }
+
+    fn next_etag(&self) -> String {
+        let mut r = self.rng.lock().unwrap();
+        format!("{:016x}{:016x}", r.next_u64(), r.next_u64())
+    }
+}
+
+impl ObjectStore for FakeStore {
+    async fn update_encryption(&self, r: UpdateRequest) -> Result<WriteResult, S3CallError> {
+        self.admit(true).await?;
+        self.counters.lock().unwrap().updates += 1;
+        let mut objects = self.objects.lock().unwrap();
+        let o = objects
+            .get_mut(&(r.bucket, r.key))
+            .ok_or_else(|| Self::err(S3ErrorKind::NotFound, 404, "NoSuchKey", "The specified key does not exist."))?;
+        if r.version_id.is_some() && o.version_id != r.version_id {
+            return Err(Self::err(
+                S3ErrorKind::NotFound,
+                404,
+                "NoSuchVersion",
+                "The specified version does not exist.",
+            ));
+        }
+        if o.sse.is_none() || o.locked {
+            return Err(Self::err(S3ErrorKind::Rejected, 400, "InvalidRequest", "This object cannot be updated."));
+        }
+        o.sse = Some("aws:kms".into());
+        o.kms_key_id = Some(r.kms_key_arn.clone());
+        o.writes += 1;
+        Ok(WriteResult {
+            etag: Some(o.etag.clone()),
+            version_id: o.version_id.clone(),
+            kms_key_id: Some(r.kms_key_arn),
+        })
+    }
+
+    async fn copy_in_place(&self, r: CopyRequest) -> Result<WriteResult, S3CallError> {
+        self.admit(true).await?;
+        self.counters.lock().unwrap().copies += 1;
+        let etag = self.next_etag();
+        let mut objects = self.objects.lock().unwrap();
+        let o = objects
+            .get_mut(&(r.bucket, r.key))
+            .ok_or_else(|| Self::err(S3ErrorKind::NotFound, 404, "NoSuchKey", "The specified key does not exist."))?;
+        if r.if_match.as_deref().is_some_and(|m| m.trim_matches('"') != o.etag) {
+            return Err(Self::err(
+                S3ErrorKind::PreconditionFailed,
+                412,
+                "PreconditionFailed",
+                "At least one of the pre-conditions you specified did not hold",
+            ));
+        }
+        if o.archived {
+            return Err(Self::err(
+                S3ErrorKind::InvalidObjectState,
+                403,
+                "InvalidObjectState",
+                "The operation is not valid for the object's storage class",
+            ));
+        }
+        o.sse = Some("aws:kms".into());
+        o.kms_key_id = Some(r.kms_key_arn.clone());
+        o.etag = etag;
+        if o.version_id.is_some() {
+            o.version_id = Some(format!("copy-{}", o.etag));
+        }
+        o.writes += 1;
+        Ok(WriteResult {
+            etag: Some(o.etag.clone()),
+            version_id: o.version_id.clone(),
+            kms_key_id: Some(r.kms_key_arn),
+        })
+    }
+
+    async fn head(&self, bucket: String, key: String, _version_id: Option<String>) -> Result<HeadResult, S3CallError> {
+        self.admit(false).await?;
+        self.counters.lock().unwrap().heads += 1;
+        let objects = self.objects.lock().unwrap();
+        let o = objects.get(&(bucket, key)).ok_or_else(|| Self::err(S3ErrorKind::NotFound, 404, "NotFound", ""))?;
+        Ok(HeadResult {
+            etag: Some(o.etag.clone()),
+            version_id: o.version_id.clone(),
+            sse: o.sse.clone(),
+            kms_key_id: o.kms_key_id.clone(),
+            storage_class: Some(o.storage_class.clone()),
+        })
+    }
+}
