@@ -1,4 +1,5 @@
-//! The `rekey` binary: parse, run, and turn any error into one line and exit code 1.
+//! The `rekey` binary: parse, run, and turn any error into one line and an exit code
+//! (1, or the one a command chose: see `cli::run_cmd`).
 //! Everything else lives in the library (`src/lib.rs`).
 
 use clap::Parser;
@@ -27,7 +28,7 @@ fn main() -> ExitCode {
             // One line, whatever the cause carries (keys may hold newlines).
             let msg = format!("{e:#}").replace('\r', "\\r").replace('\n', "\\n");
             eprintln!("rekey: error: {msg}");
-            ExitCode::from(1)
+            ExitCode::from(e.downcast_ref::<rekey::cli::Exit>().map(|x| x.code).unwrap_or(1))
         }
     }
 }

@@ -2,12 +2,14 @@
 //!
 //! * [`settings`]: the options of `estimate` and `plan`, from flags and job files.
 //! * [`plan_cmd`]: `estimate` and `plan`.
+//! * [`run_cmd`]: `run` and `status`.
 //! * [`demo`]: `rekey demo`, the whole job on generated data.
 //! * [`output`]: table, JSON and CSV renderings of an estimate.
 
 pub mod demo;
 pub mod output;
 pub mod plan_cmd;
+pub mod run_cmd;
 pub mod settings;
 
 use anyhow::Result;
@@ -31,6 +33,10 @@ pub enum Command {
     Estimate(PlanArgs),
     /// As estimate, and write every object's fate into a SQLite checkpoint for `rekey run`.
     Plan(PlanArgs),
+    /// Execute a plan: re-encrypt every pending object, resuming where the last run stopped.
+    Run(run_cmd::RunArgs),
+    /// Counts, rate, throttles and ETA of a plan, also while `rekey run` is running.
+    Status(run_cmd::StatusArgs),
     /// Generate a realistic inventory (100k rows) and plan it: the whole job, locally.
     Demo(demo::DemoArgs),
 }
@@ -50,6 +56,22 @@ pub fn run(cli: Cli, runtime: &tokio::runtime::Runtime) -> Result<()> {
     match cli.command {
         Command::Estimate(args) => plan_cmd::run(args, plan_cmd::Mode::Estimate, runtime).map(|_| ()),
         Command::Plan(args) => plan_cmd::run(args, plan_cmd::Mode::Plan, runtime).map(|_| ()),
+        Command::Run(args) => run_cmd::run(args, runtime),
+        Command::Status(args) => run_cmd::status(args),
         Command::Demo(args) => demo::run(args, runtime),
+    }
+}
+
+/// An error that ends the process with a specific exit code (see `run_cmd`).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Exit {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Exit {
+    pub fn new(code: u8, message: String) -> Exit {
+        Exit { code, message }
     }
 }

@@ -9,8 +9,10 @@
 //! The file is created with mode 0600 and holds no credentials.
 
 mod schema;
+mod work;
 
 pub use schema::SCHEMA_VERSION;
+pub use work::{ObjectStatus, OutcomeRecord, OutcomeWriter, TodoReader, TodoTotals, WorkItem};
 
 use crate::inventory::InventoryRow;
 use crate::plan::classify::Decision;
@@ -257,6 +259,10 @@ impl Checkpoint {
 
     pub fn connection(&self) -> &Connection {
         &self.conn
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     pub fn run(&self) -> Result<RunRecord, StoreError> {

@@ -19,6 +19,12 @@ pub(super) fn create(conn: &Connection) -> rusqlite::Result<()> {
             prices_json       TEXT NOT NULL,
             estimate_json     TEXT NOT NULL
         );
+        -- One row, rewritten by the running engine with every checkpoint batch, so
+        -- `rekey status` in another shell can show the rate, throttles and ETA.
+        CREATE TABLE progress (
+            id                INTEGER PRIMARY KEY CHECK (id = 1),
+            json              TEXT NOT NULL
+        );
         CREATE TABLE objects (
             id                INTEGER PRIMARY KEY,
             bucket            TEXT NOT NULL,
@@ -40,9 +46,18 @@ pub(super) fn create(conn: &Connection) -> rusqlite::Result<()> {
             method            TEXT,
             -- a SkipReason name; NULL when planned
             skip_reason       TEXT,
-            status            TEXT NOT NULL CHECK (status IN ('pending', 'done', 'failed', 'skipped')),
+            -- pending → done | failed | changed | gone | needs_restore (exec::ObjectStatus)
+            status            TEXT NOT NULL CHECK (status IN ('pending', 'done', 'failed', 'skipped', 'changed', 'gone', 'needs_restore')),
             attempts          INTEGER NOT NULL DEFAULT 0,
+            -- S3's error code of the last failed attempt, and the whole message
+            error_code        TEXT,
             last_error        TEXT,
+            -- a failure that a later run retries (retries exhausted, not a rejection)
+            retryable         INTEGER NOT NULL DEFAULT 0,
+            -- how a done object was confirmed, when not by its own write (e.g. head_after_412)
+            note              TEXT,
+            -- an open multipart copy, so a resumed run can abort it instead of leaking it
+            upload_id         TEXT,
             new_etag          TEXT,
             new_version_id    TEXT,
             kms_key_id        TEXT,
@@ -86,4 +101,10 @@ pub(super) fn insert_objects(rows: usize) -> String {
 
 pub(super) const INSERT_RUN: &str = "INSERT INTO run (id, created_at, rekey_version, inventory_source, inventory_created, source_bucket, kms_key_arn, options_json, prices_json, estimate_json) VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
 
-pub(super) const INDEXES: &str = "CREATE INDEX objects_by_status ON objects (status);";
+/// `objects_todo` holds exactly the rows a run dispatches, so resuming a mostly done
+/// plan starts at once instead of scanning every finished row.
+pub(super) const INDEXES: &str = "CREATE INDEX objects_by_status ON objects (status);
+    CREATE INDEX objects_todo ON objects (id) WHERE status = 'pending' OR (status = 'failed' AND retryable = 1);";
+
+/// The rows a run dispatches; the WHERE matches `objects_todo`'s so SQLite uses it.
+pub const TODO_WHERE: &str = "(status = 'pending' OR (status = 'failed' AND retryable = 1))";

@@ -1,0 +1,320 @@
+//! `rekey run`: execute a plan, and `rekey status`: look at one, even while it runs.
+//!
+//! The run takes its settings from the plan (key, Bucket Key, region, endpoint, KMS
+//! quota and share, S3 rate), so that it does what the estimate costed; the flags here
+//! override the pacing and where to connect.
+//!
+//! Exit codes: 0 all done; 2 finished but some objects failed; 3 the circuit breaker
+//! opened; 4 more failures than `--max-failures`; 5 the checkpoint could not be written;
+//! 130 interrupted. Every stop leaves a consistent checkpoint that `rekey run` resumes.
+
+use super::settings::{KeyArn, PlanSettings};
+use super::Exit;
+use crate::exec::progress::{ProgressMode, ProgressSnapshot};
+use crate::exec::{FailureBudget, RetryPolicy, RunConfig, RunReport, StopReason, Stopper};
+use crate::plan::{KmsQuota, PriceTable};
+use crate::s3::{build_client, S3Settings, SdkStore};
+use crate::store::Checkpoint;
+use crate::units::{human_bytes, human_duration, thousands};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// The checkpoint `rekey plan` wrote.
+    #[arg(long, value_name = "FILE")]
+    pub state: PathBuf,
+    /// A custom S3 endpoint (default: the plan's, then AWS_ENDPOINT_URL).
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// The bucket's region (default: the plan's).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Virtual-hosted addressing with a custom endpoint.
+    #[arg(long)]
+    pub virtual_host: bool,
+    /// KMS requests per second (default: the plan's KMS quota × share).
+    #[arg(long, value_name = "RPS")]
+    pub kms_rps: Option<f64>,
+    /// S3 requests per second (default: the plan's).
+    #[arg(long, value_name = "RPS")]
+    pub s3_rps: Option<f64>,
+    /// Requests in flight (default: sized by Little's law from the rate and latency).
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
+    /// Attempts per object in this run, the first included.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub max_attempts: u32,
+    /// Stop after this many failed objects: a count, or a percentage of the objects to do.
+    #[arg(long, value_name = "N|P%", default_value = "1%")]
+    pub max_failures: String,
+    /// Seconds in-flight requests may take to finish after Ctrl-C.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub drain_timeout: u64,
+    /// No progress output.
+    #[arg(long, conflicts_with = "json_progress")]
+    pub quiet: bool,
+    /// One JSON progress snapshot per second on stdout (rekey.progress/1).
+    #[arg(long)]
+    pub json_progress: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    #[arg(long, value_name = "FILE")]
+    pub state: PathBuf,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: StatusFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusFormat {
+    Table,
+    Json,
+}
+
+/// The run's settings, from the plan and the flags.
+fn config(args: &RunArgs, cp: &Checkpoint) -> Result<(RunConfig, S3Settings)> {
+    let run = cp.run()?;
+    let plan: PlanSettings = serde_json::from_str(&run.options_json).context("the plan's options")?;
+    let prices: PriceTable = serde_json::from_str(&run.prices_json).context("the plan's prices")?;
+    let key = run.kms_key_arn.clone().context("the plan has no KMS key; re-plan with --kms-key ARN")?;
+    let key_region = KeyArn::parse(&key).ok().map(|k| k.region);
+    let region = args.region.clone().or(plan.region.clone()).or(key_region).unwrap_or_else(|| "us-east-1".into());
+    let quota = match plan.kms_quota {
+        Some(q) => KmsQuota { rps: q, source: "--kms-quota" },
+        None => KmsQuota::for_region(&region),
+    };
+    let kms_rps = args.kms_rps.unwrap_or(quota.rps * plan.kms_share.unwrap_or(0.5));
+    let s3_rps = args.s3_rps.or(plan.s3_rps).unwrap_or(3500.0);
+    for (name, v) in [("--kms-rps", kms_rps), ("--s3-rps", s3_rps)] {
+        if !v.is_finite() || v <= 0.0 {
+            bail!("{name} {v}: must be a positive number");
+        }
+    }
+    if args.max_attempts == 0 {
+        bail!("--max-attempts 0: at least one attempt is needed");
+    }
+    if args.concurrency == Some(0) {
+        bail!("--concurrency 0: at least one request must be in flight");
+    }
+    let bucket_key = plan.bucket_key.unwrap_or(false);
+    let mut cfg = RunConfig::new(args.state.clone(), key);
+    cfg.bucket_key = bucket_key;
+    cfg.kms_per_write = if bucket_key { 1.0 - prices.bucket_key_reduction } else { 1.0 };
+    cfg.kms_rps = kms_rps;
+    cfg.s3_rps = s3_rps;
+    cfg.concurrency = args.concurrency;
+    cfg.policy = RetryPolicy { max_attempts: args.max_attempts, ..RetryPolicy::default() };
+    cfg.max_failures = FailureBudget::parse(&args.max_failures).map_err(anyhow::Error::msg)?;
+    cfg.drain_timeout = Duration::from_secs(args.drain_timeout);
+    cfg.progress = if args.quiet {
+        ProgressMode::Quiet
+    } else if args.json_progress {
+        ProgressMode::Json
+    } else {
+        ProgressMode::Auto
+    };
+    let s3 = S3Settings {
+        region: Some(region),
+        endpoint_url: args.endpoint_url.clone().or(plan.endpoint_url.clone()),
+        virtual_host: args.virtual_host || plan.virtual_host.unwrap_or(false),
+    };
+    Ok((cfg, s3))
+}
+
+pub fn run(args: RunArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
+    let cp = Checkpoint::open(&args.state)?;
+    let (cfg, s3) = config(&args, &cp)?;
+    drop(cp);
+    let quiet = args.quiet || args.json_progress;
+    if !quiet {
+        eprintln!(
+            "rekey: running {} (KMS {:.0} rps, S3 {:.0} rps{}); Ctrl-C stops cleanly and `rekey run` resumes",
+            args.state.display(),
+            cfg.kms_rps,
+            cfg.s3_rps,
+            if cfg.bucket_key { ", Bucket Key" } else { "" }
+        );
+    }
+    let report = runtime.block_on(async {
+        let store = Arc::new(SdkStore::new(build_client(&s3).await));
+        let stopper = Stopper::default();
+        tokio::spawn(watch_signals(stopper.clone(), cfg.drain_timeout));
+        crate::exec::run(store, cfg.clone(), stopper).await
+    })?;
+    finish(&args, &report, quiet)
+}
+
+/// First Ctrl-C (or SIGTERM): stop dispatching and drain. Second: exit at once; SQLite's
+/// atomic commits keep the checkpoint consistent, and unrecorded objects redo safely.
+async fn watch_signals(stopper: Stopper, drain: Duration) {
+    #[cfg(unix)]
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let first = async {
+        #[cfg(unix)]
+        if let Some(t) = term.as_mut() {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = t.recv() => {}
+            }
+            return;
+        }
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    first.await;
+    eprintln!(
+        "\nrekey: stopping: no new requests; in-flight ones get up to {} to finish. Ctrl-C again exits at once.",
+        human_duration(drain.as_secs_f64())
+    );
+    stopper.stop(StopReason::Interrupted);
+    let _ = tokio::signal::ctrl_c().await;
+    eprintln!("rekey: exiting at once; the checkpoint is consistent, run `rekey run` again to resume");
+    std::process::exit(130);
+}
+
+fn finish(args: &RunArgs, r: &RunReport, quiet: bool) -> Result<()> {
+    let s = &r.last;
+    let resume = format!("rekey run --state {}", args.state.display());
+    if args.json_progress {
+        println!("{}", serde_json::to_string(s)?);
+    }
+    if !quiet || r.stop.is_some() || s.failed > 0 {
+        eprintln!(
+            "rekey: {} done, {} failed, {} changed, {} gone, {} need restore; {} re-encrypted in {}; {} requests, {} retries, {} throttles",
+            thousands(s.done),
+            thousands(s.failed),
+            thousands(s.changed),
+            thousands(s.gone),
+            thousands(s.needs_restore),
+            human_bytes(s.bytes_done),
+            human_duration(s.elapsed_secs),
+            thousands(s.requests),
+            thousands(s.retries),
+            thousands(s.throttles_kms + s.throttles_s3),
+        );
+    }
+    if r.deferred > 0 {
+        eprintln!(
+            "rekey: {} objects over the multipart threshold need multipart copy, which this build does not run yet; they stay pending",
+            thousands(r.deferred)
+        );
+    }
+    if r.abandoned > 0 {
+        eprintln!(
+            "rekey: {} requests did not finish within the drain timeout; their objects stay pending",
+            r.abandoned
+        );
+    }
+    if s.changed + s.gone > 0 {
+        eprintln!(
+            "rekey: changed and gone objects were not touched; `rekey status --state {}` lists the counts",
+            args.state.display()
+        );
+    }
+    match &r.stop {
+        None if s.failed > 0 => Err(Exit::new(2, format!("{} objects failed; fix the cause and run `{resume}` to retry the retryable ones", s.failed)).into()),
+        None => Ok(()),
+        Some(StopReason::Interrupted) => Err(Exit::new(130, format!("interrupted; resume with `{resume}`")).into()),
+        Some(StopReason::Breaker { code, message }) => Err(Exit::new(3, format!(
+            "stopped at the first sign that no object can succeed: {code}: {message}. Likely cause: {}. \
+             The role running rekey needs kms:GenerateDataKey, kms:Decrypt, kms:Encrypt and kms:ReEncrypt* on the key, \
+             and s3:PutObject, s3:UpdateObjectEncryption, s3:GetObject and s3:GetObjectTagging on the objects. \
+             Nothing was lost; fix it and run `{resume}`",
+            likely_cause(code)
+        )).into()),
+        Some(StopReason::MaxFailures { failed, limit }) => Err(Exit::new(4, format!(
+            "stopped: {failed} objects failed, more than --max-failures allows ({limit}); see `rekey status --state {}`, then `{resume}`",
+            args.state.display()
+        )).into()),
+        Some(StopReason::Checkpoint(e)) => Err(Exit::new(5, format!("stopped: the checkpoint could not be written ({e}); free space or fix the file, then `{resume}`")).into()),
+    }
+}
+
+fn likely_cause(code: &str) -> &'static str {
+    match code {
+        "KMS.DisabledException" => "the KMS key is disabled (enable it: aws kms enable-key)",
+        "KMS.NotFoundException" => "the KMS key does not exist in this account and region",
+        "KMS.KMSInvalidStateException" => "the KMS key is pending deletion or import (cancel the deletion)",
+        "KMS.InvalidKeyUsageException" => "the key is not a symmetric ENCRYPT_DECRYPT key",
+        "AccessDenied" => "a missing IAM or key-policy permission, or a bucket policy that denies it",
+        "NoSuchBucket" => "the bucket does not exist (wrong region or endpoint?)",
+        "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "ExpiredToken" | "InvalidToken" => {
+            "the credentials are wrong or expired"
+        }
+        _ => "S3 or KMS refuses every request of this kind",
+    }
+}
+
+pub fn status(args: StatusArgs) -> Result<()> {
+    let cp = Checkpoint::open(&args.state)?;
+    let counts = cp.counts()?;
+    let todo = cp.todo_totals()?;
+    let progress: Option<ProgressSnapshot> = cp.progress_json()?.and_then(|j| serde_json::from_str(&j).ok());
+    // A snapshot from a process that is gone is history, not a running job.
+    let live = progress.as_ref().is_some_and(|p| p.state == "running" || p.state == "stopping")
+        && progress.as_ref().is_some_and(|p| pid_alive(p.pid));
+    match args.format {
+        StatusFormat::Json => {
+            let doc = serde_json::json!({
+                "schema": "rekey.status/1",
+                "state_file": args.state.display().to_string(),
+                "running": live,
+                "by_status": counts.by_status,
+                "by_method": counts.by_method,
+                "by_skip_reason": counts.by_skip_reason,
+                "to_do": { "objects": todo.objects, "bytes": todo.bytes },
+                "last_run": progress,
+            });
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        }
+        StatusFormat::Table => {
+            let mut out = String::new();
+            out.push_str(&format!("{}\n", args.state.display()));
+            let section = |out: &mut String, title: &str, m: &std::collections::BTreeMap<String, u64>| {
+                out.push_str(&format!("{title}\n"));
+                for (k, v) in m {
+                    out.push_str(&format!("  {k:<20} {:>14}\n", thousands(*v)));
+                }
+            };
+            section(&mut out, "by status", &counts.by_status);
+            section(&mut out, "by method", &counts.by_method);
+            section(&mut out, "skipped, by reason", &counts.by_skip_reason);
+            out.push_str(&format!("to do: {} objects, {}\n", thousands(todo.objects), human_bytes(todo.bytes)));
+            match &progress {
+                None => out.push_str("no run yet: start one with `rekey run`\n"),
+                Some(p) => {
+                    out.push_str(&format!(
+                        "{} run (pid {}, started {}, updated {}):\n  {}\n",
+                        if live { "running" } else { "last" },
+                        p.pid,
+                        p.started_at,
+                        p.updated_at,
+                        p.line()
+                    ));
+                    out.push_str(&format!(
+                        "  KMS rate {:.0}/{:.0} rps, S3 rate {:.0}/{:.0} rps, throttles KMS {} S3 {}, transient errors {}\n",
+                        p.kms_rate, p.kms_ceiling, p.s3_rate, p.s3_ceiling, p.throttles_kms, p.throttles_s3, p.transient_errors
+                    ));
+                }
+            }
+            print!("{out}");
+        }
+    }
+    Ok(())
+}
+
+fn pid_alive(pid: u32) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        std::path::Path::new(&format!("/proc/{pid}")).exists()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = pid;
+        true
+    }
+}

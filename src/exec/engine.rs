@@ -1,0 +1,235 @@
+//! The dispatcher: pages the rows still to do out of the checkpoint, runs one task per
+//! object under a bound on live tasks, sizes the in-flight window, and stops cleanly.
+
+use super::limiter::AdaptiveLimiter;
+use super::progress::{self, Progress, ProgressMode, ProgressSnapshot};
+use super::retry::RetryPolicy;
+use super::task::{migrate, TaskContext};
+use super::writer::{CheckpointWriter, WriterStats};
+use super::{RunCounters, StopReason, Stopper};
+use crate::plan::classify::Method;
+use crate::s3::ObjectStore;
+use crate::store::{OutcomeWriter, StoreError, TodoReader};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+/// `--max-failures N|P%`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FailureBudget {
+    Count(u64),
+    Percent(f64),
+}
+
+impl Default for FailureBudget {
+    fn default() -> Self {
+        FailureBudget::Percent(1.0)
+    }
+}
+
+impl FailureBudget {
+    pub fn parse(s: &str) -> Result<FailureBudget, String> {
+        let bad = || format!("--max-failures {s}: expected a count (100) or a percentage (1%)");
+        match s.trim().strip_suffix('%') {
+            Some(p) => {
+                let p: f64 = p.trim().parse().map_err(|_| bad())?;
+                if !(0.0..=100.0).contains(&p) {
+                    return Err(bad());
+                }
+                Ok(FailureBudget::Percent(p))
+            }
+            None => s.trim().parse().map(FailureBudget::Count).map_err(|_| bad()),
+        }
+    }
+
+    /// Failures allowed among `objects`.
+    pub fn limit(self, objects: u64) -> u64 {
+        match self {
+            FailureBudget::Count(n) => n,
+            FailureBudget::Percent(p) => (objects as f64 * p / 100.0).floor() as u64,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub state: PathBuf,
+    pub key_arn: String,
+    pub bucket_key: bool,
+    /// KMS requests one write causes (the estimate's figure: 1, or 0.01 with a Bucket Key).
+    pub kms_per_write: f64,
+    pub kms_rps: f64,
+    pub s3_rps: f64,
+    /// A fixed in-flight window; None sizes it by Little's law.
+    pub concurrency: Option<usize>,
+    pub policy: RetryPolicy,
+    pub max_failures: FailureBudget,
+    /// How long in-flight requests may take to finish after Ctrl-C.
+    pub drain_timeout: Duration,
+    /// The limiter cuts at most once per cooldown.
+    pub cooldown: Duration,
+    pub progress: ProgressMode,
+    /// Seeds the retry jitter.
+    pub seed: u64,
+}
+
+impl RunConfig {
+    pub fn new(state: PathBuf, key_arn: String) -> RunConfig {
+        RunConfig {
+            state,
+            key_arn,
+            bucket_key: false,
+            kms_per_write: 1.0,
+            kms_rps: 1000.0,
+            s3_rps: 3500.0,
+            concurrency: None,
+            policy: RetryPolicy::default(),
+            max_failures: FailureBudget::default(),
+            drain_timeout: Duration::from_secs(30),
+            cooldown: Duration::from_millis(500),
+            progress: ProgressMode::Quiet,
+            seed: 0x5eed,
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub stop: Option<StopReason>,
+    pub last: ProgressSnapshot,
+    /// Objects that need multipart copy, which this build does not run yet.
+    pub deferred: u64,
+    pub writer: WriterStats,
+    /// Tasks still in flight when the drain timeout ran out (their objects stay pending).
+    pub abandoned: u64,
+}
+
+/// Live tasks at most: the window, plus room for tasks sleeping between retries.
+const MIN_LIVE_TASKS: usize = 1024;
+/// Bounds of the Little's-law window.
+const MIN_WINDOW: usize = 4;
+const MAX_WINDOW: usize = 4096;
+const PAGE: usize = 1000;
+
+/// Execute the plan in `cfg.state` against `store` until done or stopped via `stop`.
+pub async fn run<S: ObjectStore>(store: Arc<S>, cfg: RunConfig, stop: Stopper) -> Result<RunReport, StoreError> {
+    let totals = OutcomeWriter::open(&cfg.state)?.todo_totals()?;
+    let counters = Arc::new(RunCounters::default());
+    counters.failure_limit.store(cfg.max_failures.limit(totals.objects), Relaxed);
+    let kms = Arc::new(AdaptiveLimiter::new("kms", cfg.kms_rps, cfg.cooldown));
+    let s3 = Arc::new(AdaptiveLimiter::new("s3", cfg.s3_rps, cfg.cooldown));
+    let progress = Arc::new(Progress::new(counters.clone(), kms.clone(), s3.clone(), totals.objects, totals.bytes));
+    let writer = CheckpointWriter::spawn(cfg.state.clone(), Some(progress.clone()), stop.clone())?;
+
+    let initial_window = cfg.concurrency.unwrap_or(16).clamp(1, 1 << 20);
+    counters.window.store(initial_window as u64, Relaxed);
+    let ctx = Arc::new(TaskContext {
+        store,
+        kms: kms.clone(),
+        s3: s3.clone(),
+        window: Arc::new(Semaphore::new(initial_window)),
+        policy: cfg.policy,
+        key_arn: cfg.key_arn.clone(),
+        bucket_key: cfg.bucket_key,
+        kms_per_write: cfg.kms_per_write,
+        counters: counters.clone(),
+        stop: stop.clone(),
+    });
+
+    let (reporter_done_tx, reporter_done_rx) = tokio::sync::oneshot::channel::<()>();
+    let reporter = tokio::spawn(progress::report(progress.clone(), cfg.progress, async {
+        let _ = reporter_done_rx.await;
+    }));
+    let controller = (cfg.concurrency.is_none()).then(|| tokio::spawn(size_window(ctx.clone(), initial_window)));
+
+    // The dispatcher.
+    let live = Arc::new(Semaphore::new(MIN_LIVE_TASKS.max(2 * cfg.concurrency.unwrap_or(MAX_WINDOW))));
+    let mut reader = TodoReader::open(&cfg.state)?;
+    let mut tasks = JoinSet::new();
+    let mut deferred = 0u64;
+    let outcomes = writer.sender();
+    'pages: while !stop.is_stopped() {
+        let page = reader.next_page(PAGE)?;
+        if page.is_empty() {
+            break;
+        }
+        for item in page {
+            if item.method == Method::MultipartCopy {
+                // Objects over the multipart threshold wait for multipart copy (issue 4).
+                deferred += 1;
+                continue;
+            }
+            let permit = tokio::select! {
+                p = live.clone().acquire_owned() => p.expect("never closed"),
+                _ = stop.stopped() => break 'pages,
+            };
+            counters.dispatched.fetch_add(1, Relaxed);
+            let (ctx, tx, seed) = (ctx.clone(), outcomes.clone(), cfg.seed);
+            tasks.spawn(async move {
+                let outcome = migrate(&ctx, item, seed).await;
+                // Unattempted pending objects need no record; everything else is written.
+                if outcome.attempts > 0 {
+                    let _ = tx.send(outcome);
+                }
+                drop(permit);
+            });
+            while tasks.try_join_next().is_some() {}
+        }
+    }
+    drop(outcomes);
+
+    // Drain. After Ctrl-C, in-flight requests get `drain_timeout` to finish.
+    let mut abandoned = 0;
+    if matches!(stop.reason(), Some(StopReason::Interrupted)) {
+        progress.set_state("stopping");
+        let drained =
+            tokio::time::timeout(cfg.drain_timeout, async { while tasks.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            abandoned = tasks.len() as u64;
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+        }
+    } else {
+        while tasks.join_next().await.is_some() {}
+    }
+    if let Some(c) = controller {
+        c.abort();
+    }
+    drop(ctx);
+    progress.set_state(if stop.is_stopped() { "stopped" } else { "finished" });
+    let writer_stats = writer.finish();
+    let _ = reporter_done_tx.send(());
+    let _ = reporter.await;
+    let writer = writer_stats?;
+    Ok(RunReport { stop: stop.reason(), last: progress.snapshot(), deferred, writer, abandoned })
+}
+
+/// Size the in-flight window by Little's law: the objects/s the limiters allow × the
+/// observed latency, with 50 % headroom so jitter does not starve the limiter.
+async fn size_window<S>(ctx: Arc<TaskContext<S>>, mut current: usize) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        let latency = ctx.counters.latency_us.load(Relaxed) as f64 / 1e6;
+        if latency <= 0.0 {
+            continue;
+        }
+        let per_sec = (ctx.kms.rate() / ctx.kms_per_write.max(1e-6)).min(ctx.s3.rate());
+        let target = ((per_sec * latency * 1.5).ceil() as usize).clamp(MIN_WINDOW, MAX_WINDOW);
+        if target > current {
+            ctx.window.add_permits(target - current);
+            current = target;
+        } else if target < current {
+            // Only idle permits can be forgotten; the rest shrink on later ticks.
+            current -= ctx.window.forget_permits(current - target);
+        }
+        ctx.counters.window.store(current as u64, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,220 @@
+//! The checkpoint as a run sees it: pages of work to dispatch, and batches of outcomes to
+//! record.
+//!
+//! A run uses two connections to the WAL-mode file: [`TodoReader`] pages through the rows
+//! still to do while [`OutcomeWriter`] commits outcomes in batches, and `rekey status` can
+//! read both from another process at the same time.
+
+use super::schema::TODO_WHERE;
+use super::{sql, StoreError};
+use crate::plan::classify::Method;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One object to migrate, as planned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkItem {
+    pub id: i64,
+    pub bucket: String,
+    pub key: String,
+    pub version_id: Option<String>,
+    pub is_latest: Option<bool>,
+    pub size: u64,
+    pub etag: Option<String>,
+    pub storage_class: Option<String>,
+    pub checksum_algorithm: Option<String>,
+    pub method: Method,
+    /// Attempts made by earlier runs.
+    pub attempts: u32,
+}
+
+/// Where an object stands after a run has dealt with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectStatus {
+    /// Not finished: interrupted, or stopped by the circuit breaker. The next run retries.
+    Pending,
+    Done,
+    Failed,
+    /// Changed since the inventory (412 on If-Match): never overwritten.
+    Changed,
+    /// Deleted since the inventory (404).
+    Gone,
+    /// Archived: a copy needs it restored first.
+    NeedsRestore,
+}
+
+impl ObjectStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectStatus::Pending => "pending",
+            ObjectStatus::Done => "done",
+            ObjectStatus::Failed => "failed",
+            ObjectStatus::Changed => "changed",
+            ObjectStatus::Gone => "gone",
+            ObjectStatus::NeedsRestore => "needs_restore",
+        }
+    }
+}
+
+/// What to write back for one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutcomeRecord {
+    pub id: i64,
+    pub status: ObjectStatus,
+    /// Attempts made by this run (added to the stored count).
+    pub attempts: u32,
+    pub error_code: Option<String>,
+    pub last_error: Option<String>,
+    pub retryable: bool,
+    pub note: Option<&'static str>,
+    pub new_etag: Option<String>,
+    pub new_version_id: Option<String>,
+    pub kms_key_id: Option<String>,
+}
+
+fn open(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX).map_err(sql(path))?;
+    // The other connection of the run (and `rekey status`) may hold the lock briefly.
+    conn.busy_timeout(Duration::from_secs(30)).map_err(sql(path))?;
+    Ok(conn)
+}
+
+/// Pages through the rows still to do, in id order.
+pub struct TodoReader {
+    conn: Connection,
+    path: PathBuf,
+    after: i64,
+}
+
+impl TodoReader {
+    pub fn open(path: &Path) -> Result<TodoReader, StoreError> {
+        Ok(TodoReader { conn: open(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?, path: path.into(), after: 0 })
+    }
+
+    /// Up to `limit` rows after the last one returned. Rows recorded meanwhile by the
+    /// writer are past the cursor, so nothing is handed out twice in one run.
+    pub fn next_page(&mut self, limit: usize) -> Result<Vec<WorkItem>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT id, bucket, key, version_id, is_latest, size, etag, storage_class, checksum_algorithm, method, attempts
+                 FROM objects WHERE id > ?1 AND {TODO_WHERE} ORDER BY id LIMIT ?2"
+            ))
+            .map_err(sql(&self.path))?;
+        let rows = stmt
+            .query_map(params![self.after, limit as i64], |r| {
+                let method: String = r.get(9)?;
+                Ok(WorkItem {
+                    id: r.get(0)?,
+                    bucket: r.get(1)?,
+                    key: r.get(2)?,
+                    version_id: r.get(3)?,
+                    is_latest: r.get(4)?,
+                    size: r.get::<_, Option<i64>>(5)?.unwrap_or(0).max(0) as u64,
+                    etag: r.get(6)?,
+                    storage_class: r.get(7)?,
+                    checksum_algorithm: r.get(8)?,
+                    method: Method::parse(&method).ok_or_else(|| {
+                        rusqlite::Error::FromSqlConversionFailure(9, rusqlite::types::Type::Text, method.into())
+                    })?,
+                    attempts: r.get::<_, i64>(10)? as u32,
+                })
+            })
+            .map_err(sql(&self.path))?;
+        let page = rows.collect::<Result<Vec<_>, _>>().map_err(sql(&self.path))?;
+        if let Some(last) = page.last() {
+            self.after = last.id;
+        }
+        Ok(page)
+    }
+}
+
+/// Totals of the rows still to do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TodoTotals {
+    pub objects: u64,
+    pub bytes: u64,
+}
+
+/// Records outcomes, a batch per transaction.
+pub struct OutcomeWriter {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl OutcomeWriter {
+    pub fn open(path: &Path) -> Result<OutcomeWriter, StoreError> {
+        let conn = open(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        // WAL with synchronous=NORMAL: a commit survives a process crash; only a power
+        // loss can lose the last batches, which the If-Match + HEAD rule makes safe to redo.
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;").map_err(sql(path))?;
+        Ok(OutcomeWriter { conn, path: path.into() })
+    }
+
+    pub fn todo_totals(&self) -> Result<TodoTotals, StoreError> {
+        self.conn
+            .query_row(&format!("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM objects WHERE {TODO_WHERE}"), [], |r| {
+                Ok(TodoTotals { objects: r.get::<_, i64>(0)? as u64, bytes: r.get::<_, i64>(1)? as u64 })
+            })
+            .map_err(sql(&self.path))
+    }
+
+    /// Write `batch` and the progress document in one transaction.
+    pub fn record(&mut self, batch: &[OutcomeRecord], progress_json: Option<&str>) -> Result<(), StoreError> {
+        let tx = self.conn.transaction().map_err(sql(&self.path))?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE objects SET status = ?2, attempts = attempts + ?3, error_code = ?4, last_error = ?5,
+                     retryable = ?6, note = ?7, new_etag = COALESCE(?8, new_etag),
+                     new_version_id = COALESCE(?9, new_version_id), kms_key_id = COALESCE(?10, kms_key_id),
+                     finished_at = CASE WHEN ?2 = 'pending' THEN NULL ELSE ?11 END
+                     WHERE id = ?1",
+                )
+                .map_err(sql(&self.path))?;
+            let now = crate::units::now_rfc3339();
+            for o in batch {
+                stmt.execute(params![
+                    o.id,
+                    o.status.as_str(),
+                    o.attempts,
+                    o.error_code,
+                    o.last_error,
+                    o.retryable,
+                    o.note,
+                    o.new_etag,
+                    o.new_version_id,
+                    o.kms_key_id,
+                    now,
+                ])
+                .map_err(sql(&self.path))?;
+            }
+            if let Some(json) = progress_json {
+                tx.execute("INSERT OR REPLACE INTO progress (id, json) VALUES (1, ?1)", params![json])
+                    .map_err(sql(&self.path))?;
+            }
+        }
+        tx.commit().map_err(sql(&self.path))
+    }
+}
+
+impl super::Checkpoint {
+    /// The last progress document a run wrote, if any.
+    pub fn progress_json(&self) -> Result<Option<String>, StoreError> {
+        self.connection()
+            .query_row("SELECT json FROM progress WHERE id = 1", [], |r| r.get(0))
+            .optional()
+            .map_err(sql(self.path()))
+    }
+
+    /// Objects and bytes finished, and still to do.
+    pub fn todo_totals(&self) -> Result<TodoTotals, StoreError> {
+        self.connection()
+            .query_row(&format!("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM objects WHERE {TODO_WHERE}"), [], |r| {
+                Ok(TodoTotals { objects: r.get::<_, i64>(0)? as u64, bytes: r.get::<_, i64>(1)? as u64 })
+            })
+            .map_err(sql(self.path()))
+    }
+}
