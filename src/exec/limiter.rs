@@ -52,7 +52,14 @@ pub struct Aimd {
     probe_steps: u32,
     pub throttles: u64,
     pub cuts: u64,
+    /// Requests that got through (not throttled), measured over WINDOW-long windows.
+    window_start: Duration,
+    window_weight: f64,
+    admitted_rate: Option<f64>,
 }
+
+/// The window over which the admitted rate is measured.
+const WINDOW: Duration = Duration::from_millis(500);
 
 impl Aimd {
     pub fn new(ceiling: f64, cooldown: Duration) -> Aimd {
@@ -67,18 +74,42 @@ impl Aimd {
             probe_steps: 0,
             throttles: 0,
             cuts: 0,
+            window_start: Duration::ZERO,
+            window_weight: 0.0,
+            admitted_rate: None,
+        }
+    }
+
+    /// `weight` requests got through (answered, not throttled) at `now`.
+    pub fn on_admitted(&mut self, now: Duration, weight: f64) {
+        self.roll(now);
+        self.window_weight += weight;
+    }
+
+    fn roll(&mut self, now: Duration) {
+        let len = now.saturating_sub(self.window_start);
+        if len >= WINDOW {
+            self.admitted_rate = Some(self.window_weight / len.as_secs_f64());
+            self.window_start = now;
+            self.window_weight = 0.0;
         }
     }
 
     /// A throttle seen at `now`. Returns whether the rate was cut.
+    ///
+    /// The cut is to 0.7×, or to the rate that was getting through when that is lower:
+    /// far above a limit, 0.7× steps would need many cooldowns (and many throttles) to
+    /// come down, while the admitted rate is a direct reading of the limit.
     pub fn on_throttle(&mut self, now: Duration) -> bool {
         self.throttles += 1;
+        self.roll(now);
         if self.last_cut.is_some_and(|t| now.saturating_sub(t) < self.cooldown) {
             return false;
         }
-        self.knee = Some(self.rate);
+        let admitted = self.admitted_rate.filter(|r| *r >= MIN_RATE && *r < self.rate);
+        self.knee = Some(admitted.unwrap_or(self.rate));
         self.probe_steps = 0;
-        self.rate = (self.rate * CUT).max(MIN_RATE);
+        self.rate = (self.rate * CUT).min(admitted.unwrap_or(f64::MAX)).max(MIN_RATE);
         self.last_cut = Some(now);
         self.last_raise = now;
         self.cuts += 1;
@@ -92,6 +123,9 @@ impl Aimd {
             // above the limit the moment the cooldown ends.
             self.last_raise = now;
             return;
+        }
+        if let Some(cut) = self.last_cut {
+            self.last_raise = self.last_raise.max(cut + self.cooldown);
         }
         while now.saturating_sub(self.last_raise) >= STEP && self.rate < self.ceiling {
             self.rate = match self.knee {
@@ -185,6 +219,11 @@ impl<C: Clock> AdaptiveLimiter<C> {
             None => true,
             Some(n) => matches!(self.limiter.check_n(n), Ok(Ok(()))),
         }
+    }
+
+    /// `weight` requests were answered without a throttle.
+    pub fn on_admitted(&self, weight: f64) {
+        self.aimd.lock().unwrap().on_admitted(self.started.elapsed(), weight);
     }
 
     pub fn on_throttle(&self) {
@@ -304,6 +343,20 @@ mod tests {
         eprintln!("gate {gate}: average admitted {avg:.1}/s, throttled steps {:.2} %", share * 100.0);
         assert!(avg > 0.85 * gate, "average admitted rate {avg:.0} vs gate {gate}");
         assert!(share < 0.02, "throttled in {:.1} % of steps", share * 100.0);
+    }
+
+    #[test]
+    fn a_cut_far_above_the_limit_goes_straight_to_the_admitted_rate() {
+        // 1,000 rps configured, 200 rps getting through: one cut, not five 0.7× steps.
+        let mut a = Aimd::new(1000.0, Duration::from_millis(500));
+        for ms in (0..600).step_by(5) {
+            a.on_admitted(Duration::from_millis(ms), 1.0); // 200/s
+        }
+        assert!(a.on_throttle(Duration::from_millis(600)));
+        assert!((190.0..=210.0).contains(&a.rate), "cut to {}", a.rate);
+        // The knee is the admitted rate: the climb stops just below it.
+        a.tick(Duration::from_millis(1600));
+        assert!(a.rate <= 0.97 * 210.0, "{}", a.rate);
     }
 
     #[test]

@@ -98,6 +98,9 @@ pub async fn migrate<S: ObjectStore>(ctx: &TaskContext<S>, item: WorkItem, seed:
             ctx.counters.observe_latency(sent.elapsed());
             answer
         };
+        if answer.is_ok() {
+            admitted(ctx, step);
+        }
         let err = match answer {
             Ok(Answer::Written(w)) => {
                 out.status = ObjectStatus::Done;
@@ -123,6 +126,9 @@ pub async fn migrate<S: ObjectStore>(ctx: &TaskContext<S>, item: WorkItem, seed:
             }
             Err(e) => e,
         };
+        if !matches!(err.kind, S3ErrorKind::ThrottledKms | S3ErrorKind::ThrottledS3) {
+            admitted(ctx, step);
+        }
         out.error_code = Some(err.code.clone());
         out.last_error = Some(err.to_string());
         match err.kind {
@@ -174,6 +180,14 @@ pub async fn migrate<S: ObjectStore>(ctx: &TaskContext<S>, item: WorkItem, seed:
             }
         }
     }
+}
+
+/// Tell the limiters a request got through, so a cut can use the admitted rate.
+fn admitted<S>(ctx: &TaskContext<S>, step: Step) {
+    if step == Step::Write && ctx.kms_per_write > 0.0 {
+        ctx.kms.on_admitted(ctx.kms_per_write);
+    }
+    ctx.s3.on_admitted(1.0);
 }
 
 async fn send<S: ObjectStore>(ctx: &TaskContext<S>, item: &WorkItem, step: Step) -> Result<Answer, S3CallError> {

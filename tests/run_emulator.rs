@@ -1,0 +1,308 @@
+//! `rekey run` end to end: the real binary, over HTTP, against the S3/KMS emulator
+//! (moto wrapped by scripts/s3emu.py to behave like S3), on a bucket the tests fill and
+//! an inventory written from it. Every assertion is about the bucket's truth (HEAD,
+//! tags, bytes, version counts) or the checkpoint's exact counts.
+
+mod support;
+
+use aws_sdk_s3::primitives::ByteStream;
+use rekey::cli::demo::bucket::{create_kms_key, populate, write_inventory_of, BucketSpec, SeededObject};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use support::{rekey_bin, Moto};
+
+struct Fixture {
+    moto: Moto,
+    s3: aws_sdk_s3::Client,
+    kms: aws_sdk_kms::Client,
+    key: String,
+    bucket: String,
+    seeded: Vec<SeededObject>,
+    _dir: tempfile::TempDir,
+    state: PathBuf,
+}
+
+/// A versioned bucket of `n` objects (SSE-S3 and unencrypted), its inventory, and a plan.
+async fn fixture(moto: Moto, n: usize, seed: u64) -> Fixture {
+    let s3 = moto.s3_client().await;
+    let kms = moto.kms_client().await;
+    let key = create_kms_key(&kms, "rekey test").await.expect("CreateKey");
+    let spec = BucketSpec { seed, max_size: 4096, ..BucketSpec::new("rekey-e2e", n) };
+    let seeded = populate(&s3, &spec).await.expect("populate");
+    let dir = tempfile::tempdir().unwrap();
+    let encrypted: HashMap<String, bool> = seeded.iter().map(|o| (o.key.clone(), o.encrypted)).collect();
+    let manifest = write_inventory_of(&s3, &spec.bucket, &encrypted, &dir.path().join("inv")).await.expect("inventory");
+    let state = dir.path().join("job.rekey");
+    let out = rekey(
+        &moto,
+        &["plan", "--inventory", manifest.to_str().unwrap(), "--kms-key", &key, "--state", state.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "plan failed: {}", String::from_utf8_lossy(&out.stderr));
+    Fixture { moto, s3, kms, key, bucket: spec.bucket, seeded, _dir: dir, state }
+}
+
+fn rekey(moto: &Moto, args: &[&str]) -> Output {
+    Command::new(rekey_bin()).args(args).envs(moto.env_for_cli()).output().expect("run rekey")
+}
+
+fn run_args<'a>(state: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["run", "--state", state.to_str().unwrap(), "--quiet"];
+    v.extend_from_slice(extra);
+    v
+}
+
+fn status(f: &Fixture) -> Value {
+    let out = rekey(&f.moto, &["status", "--state", f.state.to_str().unwrap(), "--format", "json"]);
+    assert!(out.status.success(), "status: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("status JSON")
+}
+
+fn count(status: &Value, group: &str, name: &str) -> u64 {
+    status[group][name].as_u64().unwrap_or(0)
+}
+
+/// Objects by method, from the checkpoint.
+fn methods(state: &Path) -> HashMap<String, String> {
+    let conn = rusqlite::Connection::open(state).unwrap();
+    let mut stmt = conn.prepare("SELECT key, method FROM objects WHERE method IS NOT NULL").unwrap();
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    rows.map(Result::unwrap).collect()
+}
+
+/// Versions per key in the bucket.
+async fn version_counts(s3: &aws_sdk_s3::Client, bucket: &str) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    let (mut km, mut vm) = (None::<String>, None::<String>);
+    loop {
+        let page = s3
+            .list_object_versions()
+            .bucket(bucket)
+            .set_key_marker(km.take())
+            .set_version_id_marker(vm.take())
+            .send()
+            .await
+            .unwrap();
+        for v in page.versions() {
+            *counts.entry(v.key().unwrap().to_string()).or_default() += 1;
+        }
+        if page.is_truncated() != Some(true) {
+            return counts;
+        }
+        km = page.next_key_marker().map(str::to_string);
+        vm = page.next_version_id_marker().map(str::to_string);
+    }
+}
+
+/// Every seeded object is SSE-KMS under the key with bytes, metadata, content type,
+/// tags and storage class intact; updates kept their ETag and version, copies made
+/// exactly one new version. Returns the number checked.
+async fn assert_all_migrated(f: &Fixture) -> usize {
+    let methods = methods(&f.state);
+    let versions = version_counts(&f.s3, &f.bucket).await;
+    for o in &f.seeded {
+        let ctx = &o.key;
+        let head = f.s3.head_object().bucket(&f.bucket).key(&o.key).send().await.expect("HEAD");
+        assert_eq!(head.server_side_encryption().map(|s| s.as_str()), Some("aws:kms"), "{ctx}");
+        assert!(rekey::s3::object_store::same_kms_key(head.ssekms_key_id().unwrap(), &f.key), "{ctx}");
+        assert_eq!(head.storage_class().map(|c| c.as_str()).unwrap_or("STANDARD"), o.storage_class, "{ctx}");
+        assert_eq!(head.metadata(), Some(&o.metadata), "{ctx}");
+        assert_eq!(head.content_type(), Some(o.content_type.as_str()), "{ctx}");
+        let tags = f.s3.get_object_tagging().bucket(&f.bucket).key(&o.key).send().await.unwrap();
+        let mut got: Vec<_> = tags.tag_set().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect();
+        let mut want = o.tags.clone();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want, "{ctx}");
+        let body = f.s3.get_object().bucket(&f.bucket).key(&o.key).send().await.unwrap().body.collect().await.unwrap();
+        assert_eq!(rekey::inventory::manifest::md5_hex(&body.into_bytes()), o.md5_etag, "bytes of {ctx}");
+        let etag = head.e_tag().unwrap().trim_matches('"').to_string();
+        match methods[&o.key].as_str() {
+            "update" => {
+                assert_eq!(etag, o.md5_etag, "update keeps the ETag: {ctx}");
+                assert_eq!(head.version_id(), o.version_id.as_deref(), "update keeps the version: {ctx}");
+                assert_eq!(versions[&o.key], 1, "update writes no version: {ctx}");
+            }
+            "copy" => {
+                assert_ne!(etag, o.md5_etag, "an SSE-KMS copy has a new, opaque ETag: {ctx}");
+                assert_eq!(versions[&o.key], 2, "exactly one copy: {ctx}");
+            }
+            m => panic!("unexpected method {m} for {ctx}"),
+        }
+    }
+    f.seeded.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_reencrypts_everything_and_keeps_what_matters() {
+    let f = fixture(Moto::start(), 150, 1).await;
+    let out = rekey(&f.moto, &run_args(&f.state, &[]));
+    assert!(out.status.success(), "run failed: {}", String::from_utf8_lossy(&out.stderr));
+    let s = status(&f);
+    assert_eq!(count(&s, "by_status", "done"), 150, "{s}");
+    assert!(count(&s, "by_method", "update") > 0 && count(&s, "by_method", "copy") > 0, "both methods ran: {s}");
+    assert_eq!(assert_all_migrated(&f).await, 150);
+    // A second run finds nothing to do and sends no request.
+    f.moto.reset_stats();
+    let out = rekey(&f.moto, &run_args(&f.state, &[]));
+    assert!(out.status.success());
+    let stats = f.moto.stats();
+    let writes = stats["requests"]["CopyObject"].as_u64().unwrap_or(0)
+        + stats["requests"]["UpdateObjectEncryption"].as_u64().unwrap_or(0);
+    assert_eq!(writes, 0, "a finished plan is not redone: {stats}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_changed_or_deleted_after_the_inventory_are_never_clobbered() {
+    let f = fixture(Moto::start(), 60, 2).await;
+    let methods = methods(&f.state);
+    let copy_key = f.seeded.iter().find(|o| methods[&o.key] == "copy").unwrap().key.clone();
+    let update_key = f.seeded.iter().find(|o| methods[&o.key] == "update").unwrap().key.clone();
+    let gone_key = f.seeded.iter().rev().find(|o| o.key != copy_key && o.key != update_key).unwrap().key.clone();
+    // Another writer, between plan and run.
+    let fresh = b"written by someone else after the inventory".to_vec();
+    for k in [&copy_key, &update_key] {
+        f.s3.put_object().bucket(&f.bucket).key(k).body(ByteStream::from(fresh.clone())).send().await.unwrap();
+    }
+    // Deleting in a versioned bucket leaves a delete marker; remove the version itself
+    // too, so the object is really gone.
+    let v = f.seeded.iter().find(|o| o.key == gone_key).unwrap().version_id.clone();
+    f.s3.delete_object().bucket(&f.bucket).key(&gone_key).set_version_id(v).send().await.unwrap();
+
+    let out = rekey(&f.moto, &run_args(&f.state, &[]));
+    assert!(out.status.success(), "changed/gone are reported, not failures: {}", String::from_utf8_lossy(&out.stderr));
+    let s = status(&f);
+    assert_eq!(count(&s, "by_status", "changed"), 1, "{s}");
+    assert!(count(&s, "by_status", "gone") == 1, "{s}");
+    // The overwritten update object is done: its inventoried version was re-encrypted.
+    assert_eq!(count(&s, "by_status", "done"), 58, "{s}");
+    // The copy object's new content is untouched: not re-encrypted, not overwritten.
+    let head = f.s3.head_object().bucket(&f.bucket).key(&copy_key).send().await.unwrap();
+    assert_ne!(head.server_side_encryption().map(|s| s.as_str()), Some("aws:kms"));
+    let body = f.s3.get_object().bucket(&f.bucket).key(&copy_key).send().await.unwrap().body.collect().await.unwrap();
+    assert_eq!(body.into_bytes().as_ref(), fresh.as_slice());
+    // The update pinned the inventoried version: the new current version was not touched.
+    let head = f.s3.head_object().bucket(&f.bucket).key(&update_key).send().await.unwrap();
+    assert_ne!(head.server_side_encryption().map(|s| s.as_str()), Some("aws:kms"), "newer version untouched");
+    let conn = rusqlite::Connection::open(&f.state).unwrap();
+    let (status_, err): (String, Option<String>) = conn
+        .query_row("SELECT status, error_code FROM objects WHERE key = ?1", [&copy_key], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
+    assert_eq!((status_.as_str(), err.as_deref()), ("changed", Some("PreconditionFailed")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_run_then_resume_does_every_object_exactly_once() {
+    let f = fixture(Moto::start(), 400, 3).await;
+    // Slow enough (40 objects/s) that the kill lands mid-run.
+    let mut child = Command::new(rekey_bin())
+        .args(run_args(&f.state, &["--kms-rps", "40"]))
+        .envs(f.moto.env_for_cli())
+        .spawn()
+        .unwrap();
+    // Kill once some objects are recorded as done (the trigger is progress, not time).
+    let mut killed_at = 0;
+    for _ in 0..600 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let done = count(&status(&f), "by_status", "done");
+        if done >= 60 {
+            killed_at = done;
+            break;
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(killed_at >= 60 && killed_at < 400, "killed mid-run, at {killed_at} done");
+    let s = status(&f);
+    let pending = count(&s, "by_status", "pending");
+    assert!(pending > 0, "work was left: {s}");
+    eprintln!("killed with {killed_at}+ done, {pending} pending");
+
+    let out = rekey(&f.moto, &run_args(&f.state, &[]));
+    assert!(out.status.success(), "resume failed: {}", String::from_utf8_lossy(&out.stderr));
+    let s = status(&f);
+    assert_eq!(count(&s, "by_status", "done"), 400, "{s}");
+    assert_eq!(count(&s, "by_status", "pending"), 0, "{s}");
+    // Exactly once: one new version per copy, none per update, everything intact.
+    assert_eq!(assert_all_migrated(&f).await, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quota_gate_below_the_configured_rate_is_found_without_failures() {
+    const N: u64 = 1200;
+    let f = fixture(Moto::start(), N as usize, 4).await;
+    // KMS lets 200 requests/s through; the engine is told 1,000.
+    f.moto.configure(r#"{"kms_rps": 200}"#);
+    f.moto.reset_stats();
+    let out = rekey(&f.moto, &["run", "--state", f.state.to_str().unwrap(), "--kms-rps", "1000", "--json-progress"]);
+    assert!(out.status.success(), "run failed: {}", String::from_utf8_lossy(&out.stderr));
+    let snapshots: Vec<Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let last = snapshots.last().unwrap();
+    let s = status(&f);
+    assert_eq!(count(&s, "by_status", "done"), N, "{s}");
+    assert_eq!(last["failed"], 0);
+    let stats = f.moto.stats();
+    let throttled = stats["throttled_kms"].as_u64().unwrap_or(0);
+    let requests = last["requests"].as_u64().unwrap();
+    assert_eq!(last["throttles_kms"].as_u64().unwrap(), throttled, "every throttle the emulator sent is counted");
+    assert!(throttled > 0, "the gate was reached");
+    // The second half of the run, once converged: requests and throttles between the
+    // middle snapshot and the end.
+    let mid = &snapshots[snapshots.len() / 2];
+    let d = |k: &str| last[k].as_u64().unwrap() - mid[k].as_u64().unwrap();
+    let (late_requests, late_throttles) = (d("requests"), d("throttles_kms"));
+    let late_rate = d("done") as f64 / (last["elapsed_secs"].as_f64().unwrap() - mid["elapsed_secs"].as_f64().unwrap());
+    eprintln!(
+        "gate 200 rps, configured 1000: {:.0} objects/s overall, {late_rate:.0}/s in the second half; \
+         throttled {throttled} of {requests} requests ({:.1} %), {late_throttles} of {late_requests} in the second half ({:.1} %); \
+         limiter ended at {:.0} rps",
+        N as f64 / last["elapsed_secs"].as_f64().unwrap(),
+        100.0 * throttled as f64 / requests as f64,
+        100.0 * late_throttles as f64 / late_requests.max(1) as f64,
+        last["kms_rate"].as_f64().unwrap()
+    );
+    // The limiter came down from 1,000 to near the gate, and throttles became rare.
+    let ended = last["kms_rate"].as_f64().unwrap();
+    assert!((150.0..=260.0).contains(&ended), "limiter ended at {ended}");
+    assert!(
+        (late_throttles as f64) < 0.10 * late_requests as f64,
+        "{late_throttles} of {late_requests} throttled late"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kms_key_disabled_mid_run_stops_the_run_which_resumes_once_enabled() {
+    let f = fixture(Moto::start(), 300, 5).await;
+    let key_id = f.key.rsplit('/').next().unwrap().to_string();
+    let child = Command::new(rekey_bin())
+        .args(run_args(&f.state, &["--kms-rps", "40"]))
+        .envs(f.moto.env_for_cli())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..600 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        if count(&status(&f), "by_status", "done") >= 40 {
+            break;
+        }
+    }
+    f.kms.disable_key().key_id(&key_id).send().await.unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "breaker exit code; stderr: {stderr}");
+    assert!(stderr.contains("KMS.DisabledException"), "{stderr}");
+    assert!(stderr.contains("kms:GenerateDataKey") && stderr.contains("s3:UpdateObjectEncryption"), "{stderr}");
+    let s = status(&f);
+    let done = count(&s, "by_status", "done");
+    assert!(done >= 40 && done < 300, "stopped mid-run: {s}");
+    assert_eq!(count(&s, "by_status", "failed"), 0, "a disabled key fails no object: {s}");
+    assert_eq!(done + count(&s, "by_status", "pending"), 300, "{s}");
+
+    f.kms.enable_key().key_id(&key_id).send().await.unwrap();
+    let out = rekey(&f.moto, &run_args(&f.state, &[]));
+    assert!(out.status.success(), "resume failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(count(&status(&f), "by_status", "done"), 300);
+    assert_eq!(assert_all_migrated(&f).await, 300);
+}
