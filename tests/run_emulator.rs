@@ -306,3 +306,32 @@ async fn a_kms_key_disabled_mid_run_stops_the_run_which_resumes_once_enabled() {
     assert_eq!(count(&status(&f), "by_status", "done"), 300);
     assert_eq!(assert_all_migrated(&f).await, 300);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_faults_are_retried_and_nothing_is_done_twice() {
+    // A seeded emulator: the same faults land on every run.
+    let f = fixture(Moto::start_with(&[("--seed", "11")]), 200, 6).await;
+    // 500s, 200-with-<Error> copies, and connections dropped AFTER the write took effect
+    // (the client never hears that it worked: the retry meets 412, and HEAD settles it).
+    f.moto.configure(r#"{"fail_rate": 0.05, "embedded_error_rate": 0.1, "drop_rate": 0.05, "drop_phase": "after"}"#);
+    f.moto.reset_stats();
+    let out = rekey(&f.moto, &["run", "--state", f.state.to_str().unwrap(), "--json-progress"]);
+    assert!(out.status.success(), "run failed: {}", String::from_utf8_lossy(&out.stderr));
+    let last: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    let faults = &f.moto.stats()["faults"];
+    eprintln!(
+        "faults injected: {faults}; engine saw {} transient errors, {} retries",
+        last["transient_errors"], last["retries"]
+    );
+    for kind in ["500", "embedded", "dropped"] {
+        assert!(faults[kind].as_u64().unwrap() > 0, "no {kind} fault was injected: {faults}");
+    }
+    assert!(last["retries"].as_u64().unwrap() > 0);
+    f.moto.configure(r#"{"fail_rate": 0, "embedded_error_rate": 0, "drop_rate": 0}"#);
+    assert_eq!(count(&status(&f), "by_status", "done"), 200);
+    let conn = rusqlite::Connection::open(&f.state).unwrap();
+    let settled: i64 =
+        conn.query_row("SELECT COUNT(*) FROM objects WHERE note = 'head_after_412'", [], |r| r.get(0)).unwrap();
+    eprintln!("{settled} copies settled by HEAD after 412");
+    assert_eq!(assert_all_migrated(&f).await, 200);
+}
