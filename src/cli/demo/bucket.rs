@@ -98,7 +98,7 @@ pub async fn populate(s3: &aws_sdk_s3::Client, spec: &BucketSpec) -> Result<Vec<
             key: key_for(i, &mut rng),
             size,
             encrypted: rng.unit() >= spec.unencrypted_share,
-            storage_class: *rng.pick(&CLASSES),
+            storage_class: rng.pick::<&str>(&CLASSES),
             content_type: ["application/octet-stream", "text/plain; charset=utf-8", "image/png"][i % 3].into(),
             metadata: HashMap::from([
                 ("owner".to_string(), format!("team-{}", i % 7)),

@@ -119,7 +119,7 @@ impl Emulator {
         let mut raw = String::new();
         s.read_to_string(&mut raw)?;
         let (head, payload) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-        if !head.split_whitespace().nth(1).is_some_and(|c| c == "200") {
+        if head.split_whitespace().nth(1) != Some("200") {
             bail!("{method} {path}: {head}");
         }
         Ok(payload.to_string())
