@@ -427,9 +427,10 @@ fn batch_operations_csv_manifest() {
 }
 
 #[test]
-fn demo_runs_end_to_end() {
+fn offline_demo_plans_a_generated_inventory() {
     let dir = tempfile::tempdir().unwrap();
-    let out = rekey(&["demo", "--rows", "3000", "--keep", dir.path().to_str().unwrap(), "--format", "json"]);
+    let out =
+        rekey(&["demo", "--offline", "--rows", "3000", "--keep", dir.path().to_str().unwrap(), "--format", "json"]);
     let e = json(&out);
     assert_eq!(e["inventory"]["rows"], 3000);
     assert_eq!(e["inventory"]["files"], 4);

@@ -138,6 +138,7 @@ pub async fn run<S: ObjectStore>(store: Arc<S>, cfg: RunConfig, stop: Stopper) -
         kms_per_write: cfg.kms_per_write,
         counters: counters.clone(),
         stop: stop.clone(),
+        window_excess: Default::default(),
     });
 
     let (reporter_done_tx, reporter_done_rx) = tokio::sync::oneshot::channel::<()>();
@@ -220,13 +221,19 @@ async fn size_window<S>(ctx: Arc<TaskContext<S>>, mut current: usize) {
         }
         let per_sec = (ctx.kms.rate() / ctx.kms_per_write.max(1e-6)).min(ctx.s3.rate());
         let target = ((per_sec * latency * 1.5).ceil() as usize).clamp(MIN_WINDOW, MAX_WINDOW);
-        if target > current {
-            ctx.window.add_permits(target - current);
-            current = target;
-        } else if target < current {
-            // Only idle permits can be forgotten; the rest shrink on later ticks.
-            current -= ctx.window.forget_permits(current - target);
+        // The window really holds `current` slots plus those tasks still owe it.
+        let mut size = current + ctx.window_excess.swap(0, Relaxed);
+        if target > size {
+            ctx.window.add_permits(target - size);
+            size = target;
+        } else if target < size {
+            // Idle slots are retired now. Busy ones are retired by the tasks releasing them
+            // (TaskContext::release): under load no slot is ever idle, because a released
+            // permit goes straight to the next waiting task.
+            size -= ctx.window.forget_permits(size - target);
         }
+        ctx.window_excess.fetch_add(size - target, Relaxed);
+        current = target;
         ctx.counters.window.store(current as u64, Relaxed);
     }
 }

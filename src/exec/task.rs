@@ -24,10 +24,10 @@ use crate::plan::classify::Method;
 use crate::s3::{CopyRequest, HeadResult, ObjectStore, S3CallError, S3ErrorKind, UpdateRequest, WriteResult};
 use crate::store::{ObjectStatus, OutcomeRecord, WorkItem};
 use crate::units::Rng;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 /// What every task shares.
 pub struct TaskContext<S> {
@@ -43,6 +43,18 @@ pub struct TaskContext<S> {
     pub kms_per_write: f64,
     pub counters: Arc<RunCounters>,
     pub stop: Stopper,
+    /// Slots the window controller has taken out of the window while they were busy: the
+    /// tasks releasing them retire them instead (a saturated window has no idle slot).
+    pub window_excess: AtomicUsize,
+}
+
+impl<S> TaskContext<S> {
+    /// Give a window slot back, or retire it while the window is owed a shrink.
+    pub fn release(&self, slot: SemaphorePermit<'_>) {
+        if self.window_excess.fetch_update(Relaxed, Relaxed, |e| e.checked_sub(1)).is_ok() {
+            slot.forget();
+        }
+    }
 }
 
 /// The request a task sends next.
@@ -79,15 +91,25 @@ pub async fn migrate<S: ObjectStore>(ctx: &TaskContext<S>, item: WorkItem, seed:
             return out;
         }
         let answer = {
-            let _slot = ctx.window.acquire().await.expect("the window is never closed");
             let (kms, s3) = match step {
                 Step::Write => (ctx.kms_per_write, 1.0),
                 Step::Confirm => (0.0, 1.0),
             };
-            if kms > 0.0 {
-                ctx.kms.acquire(kms).await;
-            }
-            ctx.s3.acquire(s3).await;
+            let ready = async {
+                let slot = ctx.window.acquire().await.expect("the window is never closed");
+                if kms > 0.0 {
+                    ctx.kms.acquire(kms).await;
+                }
+                ctx.s3.acquire(s3).await;
+                slot
+            };
+            // A stop wakes the tasks queued here: otherwise each would be paced through the
+            // window and the limiters only to send nothing, holding the drain up for
+            // (queued tasks / rate) seconds.
+            let slot = tokio::select! {
+                slot = ready => slot,
+                _ = ctx.stop.stopped() => return out,
+            };
             if ctx.stop.is_stopped() {
                 return out;
             }
@@ -96,6 +118,7 @@ pub async fn migrate<S: ObjectStore>(ctx: &TaskContext<S>, item: WorkItem, seed:
             let sent = Instant::now();
             let answer = send(ctx, &item, step).await;
             ctx.counters.observe_latency(sent.elapsed());
+            ctx.release(slot);
             answer
         };
         if answer.is_ok() {
@@ -103,7 +126,10 @@ pub async fn migrate<S: ObjectStore>(ctx: &TaskContext<S>, item: WorkItem, seed:
         }
         let err = match answer {
             Ok(Answer::Written(w)) => {
+                // A done row carries no error from the attempts before.
                 out.status = ObjectStatus::Done;
+                out.error_code = None;
+                out.last_error = None;
                 out.new_etag = w.etag.or_else(|| item.etag.clone());
                 out.new_version_id = w.version_id;
                 out.kms_key_id = w.kms_key_id;
@@ -113,6 +139,8 @@ pub async fn migrate<S: ObjectStore>(ctx: &TaskContext<S>, item: WorkItem, seed:
                 if h.is_kms_under(&ctx.key_arn) {
                     out.status = ObjectStatus::Done;
                     out.note = Some("head_after_412");
+                    out.error_code = None;
+                    out.last_error = None;
                     out.new_etag = h.etag;
                     out.new_version_id = h.version_id;
                     out.kms_key_id = h.kms_key_id;
