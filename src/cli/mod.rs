@@ -3,14 +3,18 @@
 //! * [`settings`]: the options of `estimate` and `plan`, from flags and job files.
 //! * [`plan_cmd`]: `estimate` and `plan`.
 //! * [`run_cmd`]: `run` and `status`.
+//! * [`preflight_cmd`]: the checks before the first object, alone or as part of `run`.
+//! * [`verify_cmd`]: `verify`, HEAD the done objects and record a verdict.
 //! * [`demo`]: `rekey demo`, the whole job on generated data.
 //! * [`output`]: table, JSON and CSV renderings of an estimate.
 
 pub mod demo;
 pub mod output;
 pub mod plan_cmd;
+pub mod preflight_cmd;
 pub mod run_cmd;
 pub mod settings;
+pub mod verify_cmd;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
@@ -35,6 +39,10 @@ pub enum Command {
     Plan(PlanArgs),
     /// Execute a plan: re-encrypt every pending object, resuming where the last run stopped.
     Run(run_cmd::RunArgs),
+    /// Check the key, the bucket and the permissions before a run, touching no object.
+    Preflight(preflight_cmd::PreflightArgs),
+    /// HEAD the done objects (or a sample) and record whether each is as planned.
+    Verify(verify_cmd::VerifyArgs),
     /// Counts, rate, throttles and ETA of a plan, also while `rekey run` is running.
     Status(run_cmd::StatusArgs),
     /// Generate a realistic inventory (100k rows) and plan it: the whole job, locally.
@@ -58,6 +66,8 @@ pub fn run(cli: Cli, runtime: &tokio::runtime::Runtime) -> Result<()> {
         Command::Plan(args) => plan_cmd::run(args, plan_cmd::Mode::Plan, runtime).map(|_| ()),
         Command::Run(args) => run_cmd::run(args, runtime),
         Command::Status(args) => run_cmd::status(args),
+        Command::Preflight(args) => preflight_cmd::run(args, runtime),
+        Command::Verify(args) => verify_cmd::run(args, runtime),
         Command::Demo(args) => demo::run(args, runtime),
     }
 }

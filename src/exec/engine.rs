@@ -74,6 +74,9 @@ pub struct RunConfig {
     pub progress: ProgressMode,
     /// Seeds the retry jitter.
     pub seed: u64,
+    /// A canary run: only the first row still to do of each method, so a pre-flight can
+    /// prove one real object of each kind before the whole plan starts.
+    pub canary: bool,
 }
 
 impl RunConfig {
@@ -92,6 +95,7 @@ impl RunConfig {
             cooldown: Duration::from_millis(500),
             progress: ProgressMode::Quiet,
             seed: 0x5eed,
+            canary: false,
         }
     }
 }
@@ -153,8 +157,21 @@ pub async fn run<S: ObjectStore>(store: Arc<S>, cfg: RunConfig, stop: Stopper) -
     let mut tasks = JoinSet::new();
     let mut deferred = 0u64;
     let outcomes = writer.sender();
+    let mut canary_done = false;
     'pages: while !stop.is_stopped() {
-        let page = reader.next_page(PAGE)?;
+        let page = if cfg.canary {
+            if canary_done {
+                break;
+            }
+            canary_done = true;
+            let mut firsts = Vec::new();
+            for m in [Method::Update, Method::Copy, Method::MultipartCopy] {
+                firsts.extend(reader.first_of(m)?);
+            }
+            firsts
+        } else {
+            reader.next_page(PAGE)?
+        };
         if page.is_empty() {
             break;
         }

@@ -40,3 +40,16 @@ pub async fn build_client(s: &S3Settings) -> aws_sdk_s3::Client {
     let conf = aws_sdk_s3::config::Builder::from(&shared).force_path_style(custom_endpoint && !s.virtual_host).build();
     aws_sdk_s3::Client::from_conf(conf)
 }
+
+/// A KMS client for the same account, region and endpoint (pre-flight checks, the demo).
+/// KMS calls are few and not paced, so the SDK's standard retries stay on.
+pub async fn build_kms_client(s: &S3Settings) -> aws_sdk_kms::Client {
+    let region = RegionProviderChain::first_try(s.region.clone().map(Region::new))
+        .or_default_provider()
+        .or_else(Region::new("us-east-1"));
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(region);
+    if let Some(url) = &s.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    aws_sdk_kms::Client::new(&loader.load().await)
+}

@@ -59,6 +59,12 @@ pub(super) fn create(conn: &Connection) -> rusqlite::Result<()> {
             -- an open multipart copy, so a resumed run can abort it instead of leaking it
             upload_id         TEXT,
             new_etag          TEXT,
+            -- the additional checksum S3 reports for the new object (algorithm kept from the original)
+            new_checksum      TEXT,
+            -- `rekey verify`: ok | mismatch | missing | error, what differed, and when
+            verify_verdict    TEXT,
+            verify_detail     TEXT,
+            verified_at       TEXT,
             new_version_id    TEXT,
             kms_key_id        TEXT,
             finished_at       TEXT,

@@ -93,6 +93,21 @@ impl TodoReader {
         Ok(TodoReader { conn: open(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?, path: path.into(), after: 0 })
     }
 
+    /// The first row still to do planned for `method` (a canary).
+    pub fn first_of(&mut self, method: Method) -> Result<Option<WorkItem>, StoreError> {
+        let id: Option<i64> = self
+            .conn
+            .prepare_cached(&format!("SELECT id FROM objects WHERE {TODO_WHERE} AND method = ?1 ORDER BY id LIMIT 1"))
+            .and_then(|mut stmt| stmt.query_row([method.as_str()], |r| r.get(0)).optional())
+            .map_err(sql(&self.path))?;
+        let Some(id) = id else { return Ok(None) };
+        let saved = self.after;
+        self.after = id - 1;
+        let item = self.next_page(1)?.pop();
+        self.after = saved;
+        Ok(item)
+    }
+
     /// Up to `limit` rows after the last one returned. Rows recorded meanwhile by the
     /// writer are past the cursor, so nothing is handed out twice in one run.
     pub fn next_page(&mut self, limit: usize) -> Result<Vec<WorkItem>, StoreError> {
