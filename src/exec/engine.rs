@@ -4,7 +4,7 @@
 use super::limiter::AdaptiveLimiter;
 use super::progress::{self, Progress, ProgressMode, ProgressSnapshot};
 use super::retry::RetryPolicy;
-use super::task::{migrate, TaskContext};
+use super::task::{migrate, Fidelity, TaskContext};
 use super::writer::{CheckpointWriter, WriterStats};
 use super::{RunCounters, StopReason, Stopper};
 use crate::plan::classify::Method;
@@ -74,6 +74,10 @@ pub struct RunConfig {
     pub progress: ProgressMode,
     /// Seeds the retry jitter.
     pub seed: u64,
+    /// What copies keep beyond what CopyObject keeps by itself.
+    pub fidelity: Fidelity,
+    /// Multipart part size (None: the estimate's max(512 MiB, size / 10,000)).
+    pub part_size: Option<u64>,
     /// A canary run: only the first row still to do of each method, so a pre-flight can
     /// prove one real object of each kind before the whole plan starts.
     pub canary: bool,
@@ -96,6 +100,8 @@ impl RunConfig {
             progress: ProgressMode::Quiet,
             seed: 0x5eed,
             canary: false,
+            fidelity: Fidelity::default(),
+            part_size: None,
         }
     }
 }
@@ -105,7 +111,7 @@ impl RunConfig {
 pub struct RunReport {
     pub stop: Option<StopReason>,
     pub last: ProgressSnapshot,
-    /// Objects that need multipart copy, which this build does not run yet.
+    /// Always 0 now that multipart copy runs (kept for the report's shape).
     pub deferred: u64,
     pub writer: WriterStats,
     /// Tasks still in flight when the drain timeout ran out (their objects stay pending).
@@ -143,6 +149,9 @@ pub async fn run<S: ObjectStore>(store: Arc<S>, cfg: RunConfig, stop: Stopper) -
         counters: counters.clone(),
         stop: stop.clone(),
         window_excess: Default::default(),
+        fidelity: cfg.fidelity,
+        part_size: cfg.part_size,
+        writer: writer.sender(),
     });
 
     let (reporter_done_tx, reporter_done_rx) = tokio::sync::oneshot::channel::<()>();
@@ -155,7 +164,7 @@ pub async fn run<S: ObjectStore>(store: Arc<S>, cfg: RunConfig, stop: Stopper) -
     let live = Arc::new(Semaphore::new(MIN_LIVE_TASKS.max(2 * cfg.concurrency.unwrap_or(MAX_WINDOW))));
     let mut reader = TodoReader::open(&cfg.state)?;
     let mut tasks = JoinSet::new();
-    let mut deferred = 0u64;
+    let deferred = 0u64;
     let outcomes = writer.sender();
     let mut canary_done = false;
     'pages: while !stop.is_stopped() {
@@ -176,11 +185,6 @@ pub async fn run<S: ObjectStore>(store: Arc<S>, cfg: RunConfig, stop: Stopper) -
             break;
         }
         for item in page {
-            if item.method == Method::MultipartCopy {
-                // Objects over the multipart threshold wait for multipart copy (issue 4).
-                deferred += 1;
-                continue;
-            }
             let permit = tokio::select! {
                 p = live.clone().acquire_owned() => p.expect("never closed"),
                 _ = stop.stopped() => break 'pages,
@@ -191,7 +195,7 @@ pub async fn run<S: ObjectStore>(store: Arc<S>, cfg: RunConfig, stop: Stopper) -
                 let outcome = migrate(&ctx, item, seed).await;
                 // Unattempted pending objects need no record; everything else is written.
                 if outcome.attempts > 0 {
-                    let _ = tx.send(outcome);
+                    let _ = tx.send(outcome.into());
                 }
                 drop(permit);
             });
@@ -216,6 +220,9 @@ pub async fn run<S: ObjectStore>(store: Arc<S>, cfg: RunConfig, stop: Stopper) -
     }
     if let Some(c) = controller {
         c.abort();
+        // Wait for it to be dropped: it holds the context, whose writer sender must be
+        // gone before the writer can finish.
+        let _ = c.await;
     }
     drop(ctx);
     progress.set_state(if stop.is_stopped() { "stopped" } else { "finished" });

@@ -7,7 +7,7 @@
 //! holds no slot: a backoff sleep costs nothing but memory.
 //!
 //! How an answer is handled (issue "execution", s3-kms-facts.md §2.3, §5):
-//! * success: done, with the ETag, version and key S3 reports;
+//! * success: done, with the ETag, version, key and checksum S3 reports;
 //! * 412 on the copy's If-Match: HEAD. Already SSE-KMS under the key means an earlier run
 //!   did it but had not recorded it (done); anything else means another writer changed
 //!   the object, which is never overwritten (changed);
@@ -16,18 +16,49 @@
 //! * throttles and transient errors: back off (full jitter) and retry, slowing the
 //!   bucket that was throttled;
 //! * anything else: failed, and not retried by a later run.
+//!
+//! Copies keep what S3 would drop (s3-kms-facts.md §5): the storage class is always sent
+//! (but for STANDARD), the website redirect is re-sent from a HEAD (`--preserve-redirect`),
+//! ACL grants are re-applied from GetObjectAcl (`--preserve-acl`), and Object Lock
+//! settings are carried onto the new version (`--preserve-lock`, on by default).
+//! Objects over the multipart threshold are copied part by part ([`multipart`]).
 
 use super::limiter::AdaptiveLimiter;
 use super::retry::RetryPolicy;
+use super::writer::WriterMsg;
 use super::{RunCounters, StopReason, Stopper};
 use crate::plan::classify::Method;
+use crate::plan::cost::part_size;
+use crate::s3::object_store::{CompletedPart, CreateMultipartRequest, Grants, LockSettings, PartCopyRequest};
 use crate::s3::{CopyRequest, HeadResult, ObjectStore, S3CallError, S3ErrorKind, UpdateRequest, WriteResult};
 use crate::store::{ObjectStatus, OutcomeRecord, WorkItem};
 use crate::units::Rng;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::Arc;
+use futures::{StreamExt, TryStreamExt};
+use std::future::Future;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::{Semaphore, SemaphorePermit};
+
+/// What a copy keeps beyond what CopyObject keeps by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fidelity {
+    /// HEAD before each copy and re-send the website redirect (S3 does not copy it).
+    pub preserve_redirect: bool,
+    /// GetObjectAcl before each copy and re-apply the grants (a copy's ACL is private).
+    pub preserve_acl: bool,
+    /// Carry Object Lock retention and legal hold onto the new version.
+    pub preserve_lock: bool,
+}
+
+impl Default for Fidelity {
+    fn default() -> Self {
+        Fidelity { preserve_redirect: false, preserve_acl: false, preserve_lock: true }
+    }
+}
+
+/// Parts of one multipart copy in flight at once (all still under the shared window).
+const PARTS_IN_FLIGHT: usize = 4;
 
 /// What every task shares.
 pub struct TaskContext<S> {
@@ -39,13 +70,19 @@ pub struct TaskContext<S> {
     pub policy: RetryPolicy,
     pub key_arn: String,
     pub bucket_key: bool,
-    /// KMS requests one write causes, as the estimate assumed (≈0.01 with a Bucket Key).
+    /// KMS requests one write (or one copied part) causes, as the estimate assumed
+    /// (≈0.01 with a Bucket Key).
     pub kms_per_write: f64,
     pub counters: Arc<RunCounters>,
     pub stop: Stopper,
     /// Slots the window controller has taken out of the window while they were busy: the
     /// tasks releasing them retire them instead (a saturated window has no idle slot).
     pub window_excess: AtomicUsize,
+    pub fidelity: Fidelity,
+    /// Multipart part size; None: max(512 MiB, size / 10,000), as the estimate assumed.
+    pub part_size: Option<u64>,
+    /// To the checkpoint writer, for multipart upload ids.
+    pub writer: std::sync::mpsc::Sender<WriterMsg>,
 }
 
 impl<S> TaskContext<S> {
@@ -57,21 +94,24 @@ impl<S> TaskContext<S> {
     }
 }
 
-/// The request a task sends next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Step {
-    Write,
-    /// After a 412: is the object already ours, or did someone else change it?
-    Confirm,
+/// Why a request sequence ended without an answer.
+enum Halt {
+    /// The run is stopping: send nothing more.
+    Stopped,
+    /// A final error (or retries exhausted on a retryable one).
+    Failed(S3CallError),
 }
 
-enum Answer {
-    Written(WriteResult),
-    Head(HeadResult),
+/// Attempts and the last error of one object, shared by its parallel part copies.
+#[derive(Default)]
+struct Tally {
+    attempts: AtomicU32,
+    last_error: Mutex<Option<S3CallError>>,
 }
 
 pub async fn migrate<S: ObjectStore>(ctx: &TaskContext<S>, item: WorkItem, seed: u64) -> OutcomeRecord {
-    let mut rng = Rng::new(seed ^ item.id as u64);
+    let rng = Mutex::new(Rng::new(seed ^ item.id as u64));
+    let tally = Tally::default();
     let mut out = OutcomeRecord {
         id: item.id,
         status: ObjectStatus::Pending,
@@ -83,103 +123,342 @@ pub async fn migrate<S: ObjectStore>(ctx: &TaskContext<S>, item: WorkItem, seed:
         new_etag: None,
         new_version_id: None,
         kms_key_id: None,
+        new_checksum: None,
+        upload_id: item.upload_id.clone(),
     };
-    let mut step = Step::Write;
+    let result = match item.method {
+        Method::Update => update(ctx, &item, &tally, &rng).await,
+        Method::Copy => copy(ctx, &item, &tally, &rng).await,
+        Method::MultipartCopy => multipart(ctx, &item, &tally, &rng, &mut out).await,
+    };
+    out.attempts = tally.attempts.load(Relaxed);
+    if let Some(e) = tally.last_error.lock().unwrap().take() {
+        out.error_code = Some(e.code.clone());
+        out.last_error = Some(e.to_string());
+    }
+    match result {
+        Ok(Settled::Written(w)) => {
+            // A done row carries no error from the attempts before.
+            out.status = ObjectStatus::Done;
+            out.error_code = None;
+            out.last_error = None;
+            out.new_etag = w.etag.or_else(|| item.etag.clone());
+            out.new_version_id = w.version_id;
+            out.kms_key_id = w.kms_key_id;
+            out.new_checksum = w.checksum;
+        }
+        Ok(Settled::AlreadyDone(h)) => {
+            out.status = ObjectStatus::Done;
+            out.note = Some("head_after_412");
+            out.error_code = None;
+            out.last_error = None;
+            out.new_etag = h.etag;
+            out.new_version_id = h.version_id;
+            out.kms_key_id = h.kms_key_id;
+        }
+        Ok(Settled::Changed(h)) => {
+            out.status = ObjectStatus::Changed;
+            out.error_code = Some("PreconditionFailed".into());
+            out.last_error =
+                Some(format!("changed since the inventory (ETag now {})", h.etag.as_deref().unwrap_or("?")));
+        }
+        Err(Halt::Stopped) => {}
+        Err(Halt::Failed(e)) => match e.kind {
+            S3ErrorKind::NotFound => out.status = ObjectStatus::Gone,
+            S3ErrorKind::InvalidObjectState => out.status = ObjectStatus::NeedsRestore,
+            S3ErrorKind::Fatal => {
+                ctx.stop.stop(StopReason::Breaker { code: e.code.clone(), message: e.message.clone() });
+            }
+            k => {
+                out.status = ObjectStatus::Failed;
+                out.retryable = k.is_retryable();
+            }
+        },
+    }
+    finish(ctx, out, &item)
+}
+
+/// How an object was settled.
+enum Settled {
+    Written(WriteResult),
+    /// After a 412: HEAD shows it already SSE-KMS under the key (an earlier, unrecorded success).
+    AlreadyDone(HeadResult),
+    /// After a 412: another writer changed it. Never overwritten.
+    Changed(HeadResult),
+}
+
+async fn update<S: ObjectStore>(
+    ctx: &TaskContext<S>,
+    item: &WorkItem,
+    tally: &Tally,
+    rng: &Mutex<Rng>,
+) -> Result<Settled, Halt> {
+    let req = UpdateRequest {
+        bucket: item.bucket.clone(),
+        key: item.key.clone(),
+        // Pin the inventoried version while it is the current one: a version written
+        // since the inventory is never touched.
+        version_id: item.version_id.clone().filter(|_| item.is_latest != Some(false)),
+        kms_key_arn: ctx.key_arn.clone(),
+        bucket_key: ctx.bucket_key,
+    };
+    let w = request(ctx, tally, rng, ctx.kms_per_write, || ctx.store.update_encryption(req.clone())).await?;
+    Ok(Settled::Written(w))
+}
+
+async fn copy<S: ObjectStore>(
+    ctx: &TaskContext<S>,
+    item: &WorkItem,
+    tally: &Tally,
+    rng: &Mutex<Rng>,
+) -> Result<Settled, Halt> {
+    let mut website_redirect = None;
+    if ctx.fidelity.preserve_redirect {
+        let h = request(ctx, tally, rng, 0.0, || ctx.store.head(item.bucket.clone(), item.key.clone(), None)).await?;
+        if item.etag.is_some() && h.etag != item.etag {
+            return Ok(settle_changed(ctx, h));
+        }
+        website_redirect = h.website_redirect;
+    }
+    let grants = preserved_grants(ctx, item, tally, rng).await?;
+    let req = CopyRequest {
+        bucket: item.bucket.clone(),
+        key: item.key.clone(),
+        // Never pinned to a version: the copy must replace the current object, and
+        // If-Match guarantees the current object is the one inventoried.
+        if_match: item.etag.clone(),
+        // S3 resets an omitted class to STANDARD, so send every other class.
+        storage_class: item.storage_class.clone().filter(|c| c != "STANDARD"),
+        kms_key_arn: ctx.key_arn.clone(),
+        bucket_key: ctx.bucket_key,
+        checksum_algorithm: item.checksum_algorithm.clone(),
+        website_redirect,
+        lock: preserved_lock(ctx, item),
+        grants,
+    };
+    match request(ctx, tally, rng, ctx.kms_per_write, || ctx.store.copy_in_place(req.clone())).await {
+        Ok(w) => Ok(Settled::Written(w)),
+        Err(Halt::Failed(e)) if e.kind == S3ErrorKind::PreconditionFailed => {
+            let h =
+                request(ctx, tally, rng, 0.0, || ctx.store.head(item.bucket.clone(), item.key.clone(), None)).await?;
+            Ok(settle_changed(ctx, h))
+        }
+        Err(h) => Err(h),
+    }
+}
+
+/// The object is not what the inventory saw: already ours, or someone else's change.
+fn settle_changed<S>(ctx: &TaskContext<S>, h: HeadResult) -> Settled {
+    if h.is_kms_under(&ctx.key_arn) {
+        Settled::AlreadyDone(h)
+    } else {
+        Settled::Changed(h)
+    }
+}
+
+fn preserved_lock<S>(ctx: &TaskContext<S>, item: &WorkItem) -> Option<LockSettings> {
+    let lock = LockSettings {
+        mode: item.lock_mode.clone().filter(|m| !m.is_empty()),
+        retain_until: item.lock_retain_until.clone().filter(|t| !t.is_empty()),
+        legal_hold: item.legal_hold,
+    };
+    (ctx.fidelity.preserve_lock && !lock.is_empty()).then_some(lock)
+}
+
+async fn preserved_grants<S: ObjectStore>(
+    ctx: &TaskContext<S>,
+    item: &WorkItem,
+    tally: &Tally,
+    rng: &Mutex<Rng>,
+) -> Result<Option<Grants>, Halt> {
+    if !ctx.fidelity.preserve_acl {
+        return Ok(None);
+    }
+    request(ctx, tally, rng, 0.0, || ctx.store.get_grants(item.bucket.clone(), item.key.clone(), None)).await
+}
+
+/// An object over the multipart threshold: HEAD and tags (UploadPartCopy copies bytes
+/// only, so everything else is set on CreateMultipartUpload), create, copy the parts in
+/// parallel under If-Match, complete. Any failure or stop aborts the upload, so no
+/// orphaned parts keep costing storage; the upload id is committed to the checkpoint
+/// before the first part, so even a crash leaves it for the next run to abort.
+async fn multipart<S: ObjectStore>(
+    ctx: &TaskContext<S>,
+    item: &WorkItem,
+    tally: &Tally,
+    rng: &Mutex<Rng>,
+    out: &mut OutcomeRecord,
+) -> Result<Settled, Halt> {
+    if let Some(leftover) = item.upload_id.clone() {
+        match request(ctx, tally, rng, 0.0, || {
+            ctx.store.abort_multipart(item.bucket.clone(), item.key.clone(), leftover.clone())
+        })
+        .await
+        {
+            Ok(()) => {}
+            Err(Halt::Failed(e)) if e.kind == S3ErrorKind::NotFound => {}
+            Err(h) => return Err(h),
+        }
+        log_upload(ctx, item.id, None).await;
+        out.upload_id = None;
+    }
+    let head = request(ctx, tally, rng, 0.0, || ctx.store.head(item.bucket.clone(), item.key.clone(), None)).await?;
+    if item.etag.is_some() && head.etag != item.etag {
+        return Ok(settle_changed(ctx, head));
+    }
+    let tags =
+        request(ctx, tally, rng, 0.0, || ctx.store.get_tags(item.bucket.clone(), item.key.clone(), None)).await?;
+    let grants = preserved_grants(ctx, item, tally, rng).await?;
+    let size = head.content_length.unwrap_or(item.size);
+    let create = CreateMultipartRequest {
+        bucket: item.bucket.clone(),
+        key: item.key.clone(),
+        kms_key_arn: ctx.key_arn.clone(),
+        bucket_key: ctx.bucket_key,
+        storage_class: item.storage_class.clone().filter(|c| c != "STANDARD"),
+        checksum_algorithm: item.checksum_algorithm.clone().or_else(|| head.checksum_algorithm.clone()),
+        lock: preserved_lock(ctx, item),
+        source: head,
+        tags,
+        grants,
+    };
+    let upload = request(ctx, tally, rng, ctx.kms_per_write, || ctx.store.create_multipart(create.clone())).await?;
+    log_upload(ctx, item.id, Some(upload.clone())).await;
+    out.upload_id = Some(upload.clone());
+
+    let part = ctx.part_size.unwrap_or_else(|| part_size(size)).max(1);
+    let count = size.div_ceil(part).max(1);
+    let copied: Result<Vec<CompletedPart>, Halt> = futures::stream::iter(0..count)
+        .map(|i| {
+            let req = PartCopyRequest {
+                bucket: item.bucket.clone(),
+                key: item.key.clone(),
+                upload_id: upload.clone(),
+                part_number: i as i32 + 1,
+                first: i * part,
+                last: ((i + 1) * part).min(size).saturating_sub(1),
+                if_match: item.etag.clone(),
+            };
+            async move { request(ctx, tally, rng, ctx.kms_per_write, || ctx.store.upload_part_copy(req.clone())).await }
+        })
+        .buffer_unordered(PARTS_IN_FLIGHT)
+        .try_collect()
+        .await;
+    let completed = match copied {
+        Ok(mut parts) => {
+            parts.sort_by_key(|p| p.part_number);
+            request(ctx, tally, rng, 0.0, || {
+                ctx.store.complete_multipart(item.bucket.clone(), item.key.clone(), upload.clone(), parts.clone())
+            })
+            .await
+        }
+        Err(h) => Err(h),
+    };
+    match completed {
+        Ok(w) => {
+            out.upload_id = None;
+            Ok(Settled::Written(w))
+        }
+        Err(halt) => {
+            // Abort whatever happened, even when stopping: an open upload keeps costing.
+            if abort_now(ctx, item, &upload).await {
+                log_upload(ctx, item.id, None).await;
+                out.upload_id = None;
+            }
+            match halt {
+                // A part's If-Match failed: the object changed under us (or was already done).
+                Halt::Failed(e) if e.kind == S3ErrorKind::PreconditionFailed => {
+                    let h =
+                        request(ctx, tally, rng, 0.0, || ctx.store.head(item.bucket.clone(), item.key.clone(), None))
+                            .await?;
+                    Ok(settle_changed(ctx, h))
+                }
+                h => Err(h),
+            }
+        }
+    }
+}
+
+/// AbortMultipartUpload outside the limiters and the stop signal (a few tries): it must
+/// happen even while the run is stopping. False when the upload may still be open.
+async fn abort_now<S: ObjectStore>(ctx: &TaskContext<S>, item: &WorkItem, upload: &str) -> bool {
+    for attempt in 1..=3u32 {
+        ctx.counters.requests.fetch_add(1, Relaxed);
+        match ctx.store.abort_multipart(item.bucket.clone(), item.key.clone(), upload.to_string()).await {
+            Ok(()) => return true,
+            Err(e) if e.kind == S3ErrorKind::NotFound => return true,
+            Err(e) if e.kind.is_retryable() => {
+                tokio::time::sleep(ctx.policy.min_delay * attempt).await;
+            }
+            Err(e) => {
+                tracing::warn!("could not abort upload {upload} of {}: {e}", item.key);
+                return false;
+            }
+        }
+    }
+    false
+}
+
+async fn log_upload<S>(ctx: &TaskContext<S>, id: i64, upload_id: Option<String>) {
+    let (ack, done) = tokio::sync::oneshot::channel();
+    if ctx.writer.send(WriterMsg::Upload { id, upload_id, ack }).is_ok() {
+        // The writer has stopped only after a checkpoint failure, which stops the run.
+        let _ = done.await;
+    }
+}
+
+/// One request, sent through the window and the limiters and retried on the
+/// [`RetryPolicy`] until it succeeds, fails for good, or the run stops.
+async fn request<S, T, F, Fut>(
+    ctx: &TaskContext<S>,
+    tally: &Tally,
+    rng: &Mutex<Rng>,
+    kms: f64,
+    mut send: F,
+) -> Result<T, Halt>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, S3CallError>>,
+{
+    let mut tries = 0u32;
     loop {
-        // Stopping (Ctrl-C, breaker, failure budget): no new request; the object stays pending.
+        // Stopping (Ctrl-C, breaker, failure budget): no new request.
         if ctx.stop.is_stopped() {
-            return out;
+            return Err(Halt::Stopped);
         }
-        let answer = {
-            let (kms, s3) = match step {
-                Step::Write => (ctx.kms_per_write, 1.0),
-                Step::Confirm => (0.0, 1.0),
-            };
-            let ready = async {
-                let slot = ctx.window.acquire().await.expect("the window is never closed");
-                if kms > 0.0 {
-                    ctx.kms.acquire(kms).await;
-                }
-                ctx.s3.acquire(s3).await;
-                slot
-            };
-            // A stop wakes the tasks queued here: otherwise each would be paced through the
-            // window and the limiters only to send nothing, holding the drain up for
-            // (queued tasks / rate) seconds.
-            let slot = tokio::select! {
-                slot = ready => slot,
-                _ = ctx.stop.stopped() => return out,
-            };
-            if ctx.stop.is_stopped() {
-                return out;
+        let ready = async {
+            let slot = ctx.window.acquire().await.expect("the window is never closed");
+            if kms > 0.0 {
+                ctx.kms.acquire(kms).await;
             }
-            out.attempts += 1;
-            ctx.counters.requests.fetch_add(1, Relaxed);
-            let sent = Instant::now();
-            let answer = send(ctx, &item, step).await;
-            ctx.counters.observe_latency(sent.elapsed());
-            ctx.release(slot);
-            answer
+            ctx.s3.acquire(1.0).await;
+            slot
         };
-        if answer.is_ok() {
-            admitted(ctx, step);
+        // A stop wakes the tasks queued here: otherwise each would be paced through the
+        // window and the limiters only to send nothing, holding the drain up for
+        // (queued tasks / rate) seconds.
+        let slot = tokio::select! {
+            slot = ready => slot,
+            _ = ctx.stop.stopped() => return Err(Halt::Stopped),
+        };
+        if ctx.stop.is_stopped() {
+            return Err(Halt::Stopped);
         }
+        tries += 1;
+        tally.attempts.fetch_add(1, Relaxed);
+        ctx.counters.requests.fetch_add(1, Relaxed);
+        let sent = Instant::now();
+        let answer = send().await;
+        ctx.counters.observe_latency(sent.elapsed());
+        ctx.release(slot);
         let err = match answer {
-            Ok(Answer::Written(w)) => {
-                // A done row carries no error from the attempts before.
-                out.status = ObjectStatus::Done;
-                out.error_code = None;
-                out.last_error = None;
-                out.new_etag = w.etag.or_else(|| item.etag.clone());
-                out.new_version_id = w.version_id;
-                out.kms_key_id = w.kms_key_id;
-                return finish(ctx, out, &item);
-            }
-            Ok(Answer::Head(h)) => {
-                if h.is_kms_under(&ctx.key_arn) {
-                    out.status = ObjectStatus::Done;
-                    out.note = Some("head_after_412");
-                    out.error_code = None;
-                    out.last_error = None;
-                    out.new_etag = h.etag;
-                    out.new_version_id = h.version_id;
-                    out.kms_key_id = h.kms_key_id;
-                } else {
-                    out.status = ObjectStatus::Changed;
-                    out.error_code = Some("PreconditionFailed".into());
-                    out.last_error =
-                        Some(format!("changed since the inventory (ETag now {})", h.etag.as_deref().unwrap_or("?")));
-                }
-                return finish(ctx, out, &item);
+            Ok(v) => {
+                admitted(ctx, kms);
+                return Ok(v);
             }
             Err(e) => e,
         };
-        if !matches!(err.kind, S3ErrorKind::ThrottledKms | S3ErrorKind::ThrottledS3) {
-            admitted(ctx, step);
-        }
-        out.error_code = Some(err.code.clone());
-        out.last_error = Some(err.to_string());
         match err.kind {
-            S3ErrorKind::PreconditionFailed if step == Step::Write => {
-                step = Step::Confirm;
-                continue;
-            }
-            S3ErrorKind::PreconditionFailed | S3ErrorKind::Rejected => {
-                out.status = ObjectStatus::Failed;
-                return finish(ctx, out, &item);
-            }
-            S3ErrorKind::NotFound => {
-                out.status = ObjectStatus::Gone;
-                return finish(ctx, out, &item);
-            }
-            S3ErrorKind::InvalidObjectState => {
-                out.status = ObjectStatus::NeedsRestore;
-                return finish(ctx, out, &item);
-            }
-            S3ErrorKind::Fatal => {
-                ctx.stop.stop(StopReason::Breaker { code: err.code.clone(), message: err.message.clone() });
-                return out;
-            }
             S3ErrorKind::ThrottledKms => {
                 ctx.counters.throttles_kms.fetch_add(1, Relaxed);
                 ctx.kms.on_throttle();
@@ -189,68 +468,36 @@ pub async fn migrate<S: ObjectStore>(ctx: &TaskContext<S>, item: WorkItem, seed:
                 ctx.s3.on_throttle();
             }
             S3ErrorKind::Transient => {
+                admitted(ctx, kms);
                 ctx.counters.transient.fetch_add(1, Relaxed);
             }
+            _ => admitted(ctx, kms),
+        }
+        *tally.last_error.lock().unwrap() = Some(err.clone());
+        if !err.kind.is_retryable() {
+            return Err(Halt::Failed(err));
         }
         // Retryable: back off, unless the attempts are spent.
-        match ctx.policy.delay(out.attempts, rng.unit()) {
+        let u = rng.lock().unwrap().unit();
+        match ctx.policy.delay(tries, u) {
             Some(delay) => {
                 ctx.counters.retries.fetch_add(1, Relaxed);
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
-                    _ = ctx.stop.stopped() => return out,
+                    _ = ctx.stop.stopped() => return Err(Halt::Stopped),
                 }
             }
-            None => {
-                out.status = ObjectStatus::Failed;
-                out.retryable = true;
-                return finish(ctx, out, &item);
-            }
+            None => return Err(Halt::Failed(err)),
         }
     }
 }
 
 /// Tell the limiters a request got through, so a cut can use the admitted rate.
-fn admitted<S>(ctx: &TaskContext<S>, step: Step) {
-    if step == Step::Write && ctx.kms_per_write > 0.0 {
-        ctx.kms.on_admitted(ctx.kms_per_write);
+fn admitted<S>(ctx: &TaskContext<S>, kms: f64) {
+    if kms > 0.0 {
+        ctx.kms.on_admitted(kms);
     }
     ctx.s3.on_admitted(1.0);
-}
-
-async fn send<S: ObjectStore>(ctx: &TaskContext<S>, item: &WorkItem, step: Step) -> Result<Answer, S3CallError> {
-    match (step, item.method) {
-        (Step::Confirm, _) => ctx.store.head(item.bucket.clone(), item.key.clone(), None).await.map(Answer::Head),
-        (Step::Write, Method::Update) => ctx
-            .store
-            .update_encryption(UpdateRequest {
-                bucket: item.bucket.clone(),
-                key: item.key.clone(),
-                // Pin the inventoried version while it is the current one: a version
-                // written since the inventory is never touched.
-                version_id: item.version_id.clone().filter(|_| item.is_latest != Some(false)),
-                kms_key_arn: ctx.key_arn.clone(),
-                bucket_key: ctx.bucket_key,
-            })
-            .await
-            .map(Answer::Written),
-        (Step::Write, _) => ctx
-            .store
-            .copy_in_place(CopyRequest {
-                bucket: item.bucket.clone(),
-                key: item.key.clone(),
-                // Never pinned to a version: the copy must replace the current object, and
-                // If-Match guarantees the current object is the one inventoried.
-                if_match: item.etag.clone(),
-                // S3 resets an omitted class to STANDARD, so send every other class.
-                storage_class: item.storage_class.clone().filter(|c| c != "STANDARD"),
-                kms_key_arn: ctx.key_arn.clone(),
-                bucket_key: ctx.bucket_key,
-                checksum_algorithm: item.checksum_algorithm.clone(),
-            })
-            .await
-            .map(Answer::Written),
-    }
 }
 
 /// Count a finished object; stop the run when failures pass the budget.

@@ -27,8 +27,26 @@ pub struct WriterStats {
     pub batches: u64,
 }
 
+/// What tasks send the writer.
+pub enum WriterMsg {
+    Outcome(OutcomeRecord),
+    /// A multipart upload opened (Some) or closed (None) for an object: committed before
+    /// `ack` fires, so no part is copied into an upload the checkpoint does not know of.
+    Upload {
+        id: i64,
+        upload_id: Option<String>,
+        ack: tokio::sync::oneshot::Sender<()>,
+    },
+}
+
+impl From<OutcomeRecord> for WriterMsg {
+    fn from(o: OutcomeRecord) -> Self {
+        WriterMsg::Outcome(o)
+    }
+}
+
 pub struct CheckpointWriter {
-    tx: Sender<OutcomeRecord>,
+    tx: Sender<WriterMsg>,
     join: JoinHandle<Result<WriterStats, StoreError>>,
 }
 
@@ -55,7 +73,7 @@ impl CheckpointWriter {
         Ok(CheckpointWriter { tx, join })
     }
 
-    pub fn sender(&self) -> Sender<OutcomeRecord> {
+    pub fn sender(&self) -> Sender<WriterMsg> {
         self.tx.clone()
     }
 
@@ -68,7 +86,7 @@ impl CheckpointWriter {
 
 fn write_loop(
     mut writer: OutcomeWriter,
-    rx: Receiver<OutcomeRecord>,
+    rx: Receiver<WriterMsg>,
     progress: Option<Arc<Progress>>,
 ) -> Result<WriterStats, StoreError> {
     let mut stats = WriterStats::default();
@@ -86,13 +104,26 @@ fn write_loop(
             }
             Err(RecvTimeoutError::Disconnected) => break,
         };
-        batch.push(first);
-        // …then gather until the batch is full or MAX_DELAY has passed since it began.
+        let mut acks = Vec::new();
+        let mut take = |m: WriterMsg, batch: &mut Vec<OutcomeRecord>, writer: &mut OutcomeWriter| match m {
+            WriterMsg::Outcome(o) => {
+                batch.push(o);
+                Ok::<bool, StoreError>(false)
+            }
+            WriterMsg::Upload { id, upload_id, ack } => {
+                writer.record_upload(id, upload_id.as_deref())?;
+                acks.push(ack);
+                Ok(true)
+            }
+        };
+        let mut urgent = take(first, &mut batch, &mut writer)?;
+        // …then gather until the batch is full or MAX_DELAY has passed since it began
+        // (an upload record commits at once).
         let deadline = Instant::now() + MAX_DELAY;
         let mut closed = false;
-        while batch.len() < MAX_BATCH {
+        while batch.len() < MAX_BATCH && !urgent {
             match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(r) => batch.push(r),
+                Ok(m) => urgent = take(m, &mut batch, &mut writer)?,
                 Err(RecvTimeoutError::Timeout) => break,
                 Err(RecvTimeoutError::Disconnected) => {
                     closed = true;
@@ -102,6 +133,9 @@ fn write_loop(
         }
         let progress_doc = if last_progress.elapsed() >= MAX_DELAY || closed { doc(&progress) } else { None };
         writer.record(&batch, progress_doc.as_deref())?;
+        for ack in acks {
+            let _ = ack.send(());
+        }
         if progress_doc.is_some() {
             last_progress = Instant::now();
         }

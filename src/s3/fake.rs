@@ -3,7 +3,10 @@
 //! like S3's KMS throttling, random transient failures, and per-key write counts so tests
 //! can prove nothing was done twice.
 
-use super::object_store::{CopyRequest, HeadResult, ObjectStore, S3CallError, S3ErrorKind, UpdateRequest, WriteResult};
+use super::object_store::{
+    CompletedPart, CopyRequest, CreateMultipartRequest, Grants, HeadResult, ObjectStore, PartCopyRequest, S3CallError,
+    S3ErrorKind, UpdateRequest, WriteResult,
+};
 use crate::units::Rng;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -21,6 +24,8 @@ pub struct FakeObject {
     pub archived: bool,
     /// Successful updates and copies applied to this object.
     pub writes: u32,
+    pub size: u64,
+    pub tags: Vec<(String, String)>,
 }
 
 impl FakeObject {
@@ -34,6 +39,8 @@ impl FakeObject {
             locked: false,
             archived: false,
             writes: 0,
+            size: 0,
+            tags: Vec::new(),
         }
     }
 }
@@ -61,6 +68,8 @@ pub struct FakeStore {
     gate: Mutex<Gate>,
     rng: Mutex<Rng>,
     counters: Mutex<FakeCounters>,
+    /// Open multipart uploads: id → (bucket, key).
+    uploads: Mutex<HashMap<String, (String, String)>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -70,6 +79,10 @@ pub struct FakeCounters {
     pub heads: u64,
     pub throttled: u64,
     pub failed: u64,
+    pub uploads_created: u64,
+    pub parts_copied: u64,
+    pub uploads_completed: u64,
+    pub uploads_aborted: u64,
 }
 
 impl FakeStore {
@@ -80,6 +93,7 @@ impl FakeStore {
             gate: Mutex::new(Gate { tokens: 0.0, last: Instant::now() }),
             rng: Mutex::new(Rng::new(42)),
             counters: Mutex::new(FakeCounters::default()),
+            uploads: Mutex::new(HashMap::new()),
         }
     }
 
@@ -97,6 +111,11 @@ impl FakeStore {
 
     pub fn set_behaviour(&self, b: FakeBehaviour) {
         *self.behaviour.lock().unwrap() = b;
+    }
+
+    /// Multipart uploads created and neither completed nor aborted.
+    pub fn open_uploads(&self) -> usize {
+        self.uploads.lock().unwrap().len()
     }
 
     pub fn counters(&self) -> FakeCounters {
@@ -180,6 +199,7 @@ impl ObjectStore for FakeStore {
             etag: Some(o.etag.clone()),
             version_id: o.version_id.clone(),
             kms_key_id: Some(r.kms_key_arn),
+            checksum: None,
         })
     }
 
@@ -218,6 +238,7 @@ impl ObjectStore for FakeStore {
             etag: Some(o.etag.clone()),
             version_id: o.version_id.clone(),
             kms_key_id: Some(r.kms_key_arn),
+            checksum: None,
         })
     }
 
@@ -232,6 +253,97 @@ impl ObjectStore for FakeStore {
             sse: o.sse.clone(),
             kms_key_id: o.kms_key_id.clone(),
             storage_class: Some(o.storage_class.clone()),
+            content_length: Some(o.size),
+            ..HeadResult::default()
         })
+    }
+
+    async fn get_tags(
+        &self,
+        bucket: String,
+        key: String,
+        _v: Option<String>,
+    ) -> Result<Vec<(String, String)>, S3CallError> {
+        self.admit(false).await?;
+        let objects = self.objects.lock().unwrap();
+        let o = objects.get(&(bucket, key)).ok_or_else(|| Self::err(S3ErrorKind::NotFound, 404, "NoSuchKey", ""))?;
+        Ok(o.tags.clone())
+    }
+
+    async fn get_grants(
+        &self,
+        _bucket: String,
+        _key: String,
+        _v: Option<String>,
+    ) -> Result<Option<Grants>, S3CallError> {
+        self.admit(false).await?;
+        Ok(None)
+    }
+
+    async fn create_multipart(&self, r: CreateMultipartRequest) -> Result<String, S3CallError> {
+        self.admit(true).await?;
+        let id = format!("upload-{}", self.next_etag());
+        self.uploads.lock().unwrap().insert(id.clone(), (r.bucket, r.key));
+        self.counters.lock().unwrap().uploads_created += 1;
+        Ok(id)
+    }
+
+    async fn upload_part_copy(&self, r: PartCopyRequest) -> Result<CompletedPart, S3CallError> {
+        self.admit(true).await?;
+        if !self.uploads.lock().unwrap().contains_key(&r.upload_id) {
+            return Err(Self::err(S3ErrorKind::NotFound, 404, "NoSuchUpload", "The specified upload does not exist."));
+        }
+        let objects = self.objects.lock().unwrap();
+        let o =
+            objects.get(&(r.bucket, r.key)).ok_or_else(|| Self::err(S3ErrorKind::NotFound, 404, "NoSuchKey", ""))?;
+        if r.if_match.as_deref().is_some_and(|m| m.trim_matches('"') != o.etag) {
+            return Err(Self::err(
+                S3ErrorKind::PreconditionFailed,
+                412,
+                "PreconditionFailed",
+                "At least one of the pre-conditions you specified did not hold",
+            ));
+        }
+        self.counters.lock().unwrap().parts_copied += 1;
+        Ok(CompletedPart { part_number: r.part_number, etag: format!("part-{}", r.part_number), checksum: None })
+    }
+
+    async fn complete_multipart(
+        &self,
+        bucket: String,
+        key: String,
+        upload_id: String,
+        parts: Vec<CompletedPart>,
+    ) -> Result<WriteResult, S3CallError> {
+        self.admit(false).await?;
+        if self.uploads.lock().unwrap().remove(&upload_id).is_none() {
+            return Err(Self::err(S3ErrorKind::NotFound, 404, "NoSuchUpload", "The specified upload does not exist."));
+        }
+        let etag = format!("{}-{}", self.next_etag(), parts.len());
+        let mut objects = self.objects.lock().unwrap();
+        let o =
+            objects.get_mut(&(bucket, key)).ok_or_else(|| Self::err(S3ErrorKind::NotFound, 404, "NoSuchKey", ""))?;
+        o.sse = Some("aws:kms".into());
+        o.etag = etag;
+        if o.version_id.is_some() {
+            o.version_id = Some(format!("mpu-{}", o.etag));
+        }
+        o.writes += 1;
+        self.counters.lock().unwrap().uploads_completed += 1;
+        Ok(WriteResult {
+            etag: Some(o.etag.clone()),
+            version_id: o.version_id.clone(),
+            kms_key_id: None,
+            checksum: None,
+        })
+    }
+
+    async fn abort_multipart(&self, _bucket: String, _key: String, upload_id: String) -> Result<(), S3CallError> {
+        self.admit(false).await?;
+        if self.uploads.lock().unwrap().remove(&upload_id).is_none() {
+            return Err(Self::err(S3ErrorKind::NotFound, 404, "NoSuchUpload", "The specified upload does not exist."));
+        }
+        self.counters.lock().unwrap().uploads_aborted += 1;
+        Ok(())
     }
 }

@@ -5,6 +5,7 @@
 //! Errors are classified here, once, into [`S3ErrorKind`]: the engine decides retries,
 //! pacing and the circuit breaker from the kind alone.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 
@@ -33,6 +34,82 @@ pub struct CopyRequest {
     pub bucket_key: bool,
     /// Keep the object's additional checksum algorithm (CRC32, SHA256, …).
     pub checksum_algorithm: Option<String>,
+    /// S3 does not copy the website redirect: re-sent when known (from HEAD).
+    pub website_redirect: Option<String>,
+    /// Object Lock settings for the new version (`--preserve-lock`).
+    pub lock: Option<LockSettings>,
+    /// ACL grants to re-apply (`--preserve-acl`): a copy's ACL is otherwise private.
+    pub grants: Option<Grants>,
+}
+
+/// Object Lock settings carried onto a new version.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LockSettings {
+    /// GOVERNANCE or COMPLIANCE.
+    pub mode: Option<String>,
+    /// RFC 3339.
+    pub retain_until: Option<String>,
+    pub legal_hold: bool,
+}
+
+impl LockSettings {
+    pub fn is_empty(&self) -> bool {
+        self.mode.is_none() && self.retain_until.is_none() && !self.legal_hold
+    }
+}
+
+/// `x-amz-grant-*` header values (`id="…", uri="…"` lists), as S3 takes them on writes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grants {
+    pub full_control: Option<String>,
+    pub read: Option<String>,
+    pub read_acp: Option<String>,
+    pub write_acp: Option<String>,
+}
+
+impl Grants {
+    pub fn is_empty(&self) -> bool {
+        self.full_control.is_none() && self.read.is_none() && self.read_acp.is_none() && self.write_acp.is_none()
+    }
+}
+
+/// Everything a multipart copy must set on CreateMultipartUpload, since UploadPartCopy
+/// copies bytes only (s3-kms-facts.md §3, §5).
+#[derive(Debug, Clone, Default)]
+pub struct CreateMultipartRequest {
+    pub bucket: String,
+    pub key: String,
+    pub kms_key_arn: String,
+    pub bucket_key: bool,
+    pub storage_class: Option<String>,
+    pub checksum_algorithm: Option<String>,
+    pub source: HeadResult,
+    pub tags: Vec<(String, String)>,
+    pub lock: Option<LockSettings>,
+    pub grants: Option<Grants>,
+}
+
+/// One UploadPartCopy.
+#[derive(Debug, Clone)]
+pub struct PartCopyRequest {
+    pub bucket: String,
+    pub key: String,
+    pub upload_id: String,
+    /// 1-based.
+    pub part_number: i32,
+    /// Inclusive byte range of the source.
+    pub first: u64,
+    pub last: u64,
+    pub if_match: Option<String>,
+}
+
+/// A copied part, for CompleteMultipartUpload.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompletedPart {
+    pub part_number: i32,
+    pub etag: String,
+    /// The part's checksum, `ALGORITHM:value`, when the upload has an algorithm.
+    pub checksum: Option<String>,
 }
 
 /// What S3 reports after a write.
@@ -41,6 +118,8 @@ pub struct WriteResult {
     pub etag: Option<String>,
     pub version_id: Option<String>,
     pub kms_key_id: Option<String>,
+    /// The new object's additional checksum, `ALGORITHM:value`.
+    pub checksum: Option<String>,
 }
 
 /// What HEAD reports.
@@ -52,6 +131,20 @@ pub struct HeadResult {
     pub sse: Option<String>,
     pub kms_key_id: Option<String>,
     pub storage_class: Option<String>,
+    pub bucket_key_enabled: Option<bool>,
+    pub content_length: Option<u64>,
+    pub metadata: HashMap<String, String>,
+    pub content_type: Option<String>,
+    pub content_encoding: Option<String>,
+    pub content_disposition: Option<String>,
+    pub content_language: Option<String>,
+    pub cache_control: Option<String>,
+    /// The Expires header as S3 sent it.
+    pub expires: Option<String>,
+    pub website_redirect: Option<String>,
+    /// Which additional checksum the object has (from the checksum HEAD returns).
+    pub checksum_algorithm: Option<String>,
+    pub lock: LockSettings,
 }
 
 impl HeadResult {
@@ -144,7 +237,13 @@ pub fn classify(status: Option<u16>, code: &str, message: &str) -> S3ErrorKind {
         | "RequestLimitExceeded" => {
             return if message.contains("AWS KMS") { ThrottledKms } else { ThrottledS3 };
         }
-        "InternalError" | "RequestTimeout" | "RequestTimeTooSkewed" | "OperationAborted" => return Transient,
+        "InternalError"
+        | "RequestTimeout"
+        | "RequestTimeTooSkewed"
+        | "OperationAborted"
+        | "ConditionalRequestConflict" => return Transient,
+        // An upload that is already gone (aborted or completed): nothing left to do.
+        "NoSuchUpload" => return NotFound,
         _ => {}
     }
     match status {
@@ -168,6 +267,37 @@ pub fn classify(status: Option<u16>, code: &str, message: &str) -> S3ErrorKind {
 
 /// The S3 operations the engine uses.
 pub trait ObjectStore: Send + Sync + 'static {
+    fn get_tags(
+        &self,
+        bucket: String,
+        key: String,
+        version_id: Option<String>,
+    ) -> impl Future<Output = Result<Vec<(String, String)>, S3CallError>> + Send;
+    /// The object's ACL as grant headers, or None when it is the owner-only default.
+    fn get_grants(
+        &self,
+        bucket: String,
+        key: String,
+        version_id: Option<String>,
+    ) -> impl Future<Output = Result<Option<Grants>, S3CallError>> + Send;
+    /// Returns the upload id.
+    fn create_multipart(&self, req: CreateMultipartRequest)
+        -> impl Future<Output = Result<String, S3CallError>> + Send;
+    fn upload_part_copy(&self, req: PartCopyRequest)
+        -> impl Future<Output = Result<CompletedPart, S3CallError>> + Send;
+    fn complete_multipart(
+        &self,
+        bucket: String,
+        key: String,
+        upload_id: String,
+        parts: Vec<CompletedPart>,
+    ) -> impl Future<Output = Result<WriteResult, S3CallError>> + Send;
+    fn abort_multipart(
+        &self,
+        bucket: String,
+        key: String,
+        upload_id: String,
+    ) -> impl Future<Output = Result<(), S3CallError>> + Send;
     fn update_encryption(&self, req: UpdateRequest) -> impl Future<Output = Result<WriteResult, S3CallError>> + Send;
     fn copy_in_place(&self, req: CopyRequest) -> impl Future<Output = Result<WriteResult, S3CallError>> + Send;
     fn head(

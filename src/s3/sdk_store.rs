@@ -1,12 +1,17 @@
 //! [`ObjectStore`] over aws-sdk-s3: one method per S3 operation, each a single attempt
 //! (the client is built with retries disabled; the engine retries).
 
-use super::object_store::{classify, CopyRequest, HeadResult, ObjectStore, S3CallError, UpdateRequest, WriteResult};
-use crate::inventory::keys::encode_path;
+use super::object_store::{
+    classify, CompletedPart, CopyRequest, CreateMultipartRequest, Grants, HeadResult, LockSettings, ObjectStore,
+    PartCopyRequest, S3CallError, S3ErrorKind, UpdateRequest, WriteResult,
+};
+use crate::inventory::keys::{encode_form_key, encode_path};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::{DateTime, DateTimeFormat};
 use aws_sdk_s3::types::{
-    ChecksumAlgorithm, MetadataDirective, ObjectEncryption, ServerSideEncryption, SsekmsEncryption, StorageClass,
-    TaggingDirective,
+    ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart as SdkPart, MetadataDirective,
+    ObjectEncryption, ObjectLockLegalHoldStatus, ObjectLockMode, Permission, ServerSideEncryption, SsekmsEncryption,
+    StorageClass, TaggingDirective,
 };
 
 #[derive(Clone)]
@@ -41,18 +46,37 @@ where
     S3CallError { kind, code, message, status }
 }
 
+fn invalid(what: &str, detail: impl std::fmt::Display) -> S3CallError {
+    S3CallError {
+        kind: S3ErrorKind::Rejected,
+        code: "InvalidArgument".into(),
+        message: format!("{what}: {detail}"),
+        status: None,
+    }
+}
+
+/// The one additional checksum an object or part has, as `ALGORITHM:value`.
+fn checksum(pairs: [(&str, Option<&str>); 5]) -> Option<String> {
+    pairs.into_iter().find_map(|(alg, v)| v.map(|v| format!("{alg}:{v}")))
+}
+
+fn lock_of(
+    l: &LockSettings,
+) -> Result<(Option<ObjectLockMode>, Option<DateTime>, Option<ObjectLockLegalHoldStatus>), S3CallError> {
+    let until = match &l.retain_until {
+        Some(t) => Some(DateTime::from_str(t, DateTimeFormat::DateTime).map_err(|e| invalid("retain-until date", e))?),
+        None => None,
+    };
+    Ok((l.mode.as_deref().map(ObjectLockMode::from), until, l.legal_hold.then_some(ObjectLockLegalHoldStatus::On)))
+}
+
 impl ObjectStore for SdkStore {
     async fn update_encryption(&self, r: UpdateRequest) -> Result<WriteResult, S3CallError> {
         let sse = SsekmsEncryption::builder()
             .kms_key_arn(r.kms_key_arn.clone())
             .bucket_key_enabled(r.bucket_key)
             .build()
-            .map_err(|e| S3CallError {
-                kind: super::S3ErrorKind::Rejected,
-                code: "BuildError".into(),
-                message: e.to_string(),
-                status: None,
-            })?;
+            .map_err(|e| invalid("SSE-KMS settings", e))?;
         self.client
             .update_object_encryption()
             .bucket(&r.bucket)
@@ -63,10 +87,12 @@ impl ObjectStore for SdkStore {
             .await
             .map_err(call_error)?;
         // UpdateObjectEncryption keeps the ETag and version; it reports neither.
-        Ok(WriteResult { etag: None, version_id: r.version_id, kms_key_id: Some(r.kms_key_arn) })
+        Ok(WriteResult { etag: None, version_id: r.version_id, kms_key_id: Some(r.kms_key_arn), checksum: None })
     }
 
     async fn copy_in_place(&self, r: CopyRequest) -> Result<WriteResult, S3CallError> {
+        let lock = r.lock.as_ref().map(lock_of).transpose()?.unwrap_or((None, None, None));
+        let g = r.grants.unwrap_or_default();
         let out = self
             .client
             .copy_object()
@@ -81,13 +107,31 @@ impl ObjectStore for SdkStore {
             .bucket_key_enabled(r.bucket_key)
             .set_storage_class(r.storage_class.as_deref().map(StorageClass::from))
             .set_checksum_algorithm(r.checksum_algorithm.as_deref().map(ChecksumAlgorithm::from))
+            .set_website_redirect_location(r.website_redirect)
+            .set_object_lock_mode(lock.0)
+            .set_object_lock_retain_until_date(lock.1)
+            .set_object_lock_legal_hold_status(lock.2)
+            .set_grant_full_control(g.full_control)
+            .set_grant_read(g.read)
+            .set_grant_read_acp(g.read_acp)
+            .set_grant_write_acp(g.write_acp)
             .send()
             .await
             .map_err(call_error)?;
+        let c = out.copy_object_result();
         Ok(WriteResult {
-            etag: out.copy_object_result().and_then(|c| c.e_tag()).map(|e| e.trim_matches('"').to_string()),
+            etag: c.and_then(|c| c.e_tag()).map(|e| e.trim_matches('"').to_string()),
             version_id: out.version_id().map(str::to_string),
             kms_key_id: out.ssekms_key_id().map(str::to_string),
+            checksum: c.and_then(|c| {
+                checksum([
+                    ("CRC32", c.checksum_crc32()),
+                    ("CRC32C", c.checksum_crc32_c()),
+                    ("CRC64NVME", c.checksum_crc64_nvme()),
+                    ("SHA1", c.checksum_sha1()),
+                    ("SHA256", c.checksum_sha256()),
+                ])
+            }),
         })
     }
 
@@ -98,15 +142,248 @@ impl ObjectStore for SdkStore {
             .bucket(bucket)
             .key(key)
             .set_version_id(version_id)
+            .checksum_mode(ChecksumMode::Enabled)
             .send()
             .await
             .map_err(call_error)?;
+        let sum = checksum([
+            ("CRC32", out.checksum_crc32()),
+            ("CRC32C", out.checksum_crc32_c()),
+            ("CRC64NVME", out.checksum_crc64_nvme()),
+            ("SHA1", out.checksum_sha1()),
+            ("SHA256", out.checksum_sha256()),
+        ]);
         Ok(HeadResult {
             etag: out.e_tag().map(|e| e.trim_matches('"').to_string()),
             version_id: out.version_id().map(str::to_string),
             sse: out.server_side_encryption().map(|s| s.as_str().to_string()),
             kms_key_id: out.ssekms_key_id().map(str::to_string),
             storage_class: out.storage_class().map(|s| s.as_str().to_string()),
+            bucket_key_enabled: out.bucket_key_enabled(),
+            content_length: out.content_length().map(|n| n.max(0) as u64),
+            metadata: out.metadata().cloned().unwrap_or_default(),
+            content_type: out.content_type().map(str::to_string),
+            content_encoding: out.content_encoding().map(str::to_string),
+            content_disposition: out.content_disposition().map(str::to_string),
+            content_language: out.content_language().map(str::to_string),
+            cache_control: out.cache_control().map(str::to_string),
+            expires: out.expires_string().map(str::to_string),
+            website_redirect: out.website_redirect_location().map(str::to_string),
+            checksum_algorithm: sum.and_then(|s| s.split_once(':').map(|(a, _)| a.to_string())),
+            lock: LockSettings {
+                mode: out.object_lock_mode().map(|m| m.as_str().to_string()),
+                retain_until: out.object_lock_retain_until_date().and_then(|t| t.fmt(DateTimeFormat::DateTime).ok()),
+                legal_hold: out.object_lock_legal_hold_status() == Some(&ObjectLockLegalHoldStatus::On),
+            },
         })
+    }
+
+    async fn get_tags(
+        &self,
+        bucket: String,
+        key: String,
+        version_id: Option<String>,
+    ) -> Result<Vec<(String, String)>, S3CallError> {
+        let out = self
+            .client
+            .get_object_tagging()
+            .bucket(bucket)
+            .key(key)
+            .set_version_id(version_id)
+            .send()
+            .await
+            .map_err(call_error)?;
+        Ok(out.tag_set().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect())
+    }
+
+    async fn get_grants(
+        &self,
+        bucket: String,
+        key: String,
+        version_id: Option<String>,
+    ) -> Result<Option<Grants>, S3CallError> {
+        let out = self
+            .client
+            .get_object_acl()
+            .bucket(bucket)
+            .key(key)
+            .set_version_id(version_id)
+            .send()
+            .await
+            .map_err(call_error)?;
+        let owner = out.owner().and_then(|o| o.id()).map(str::to_string);
+        let mut g = Grants::default();
+        for grant in out.grants() {
+            let Some(who) = grant.grantee() else { continue };
+            let grantee = if let Some(id) = who.id() {
+                // The owner's FULL_CONTROL is every object's default, and what a copy gets anyway.
+                if Some(id) == owner.as_deref() && grant.permission() == Some(&Permission::FullControl) {
+                    continue;
+                }
+                format!("id=\"{id}\"")
+            } else if let Some(uri) = who.uri() {
+                format!("uri=\"{uri}\"")
+            } else if let Some(email) = who.email_address() {
+                format!("emailAddress=\"{email}\"")
+            } else {
+                continue;
+            };
+            let slot = match grant.permission() {
+                Some(Permission::FullControl) => &mut g.full_control,
+                Some(Permission::Read) => &mut g.read,
+                Some(Permission::ReadAcp) => &mut g.read_acp,
+                Some(Permission::WriteAcp) => &mut g.write_acp,
+                // WRITE does not apply to objects.
+                _ => continue,
+            };
+            *slot = Some(match slot.take() {
+                Some(v) => format!("{v}, {grantee}"),
+                None => grantee,
+            });
+        }
+        Ok((!g.is_empty()).then_some(g))
+    }
+
+    async fn create_multipart(&self, r: CreateMultipartRequest) -> Result<String, S3CallError> {
+        let lock = r.lock.as_ref().map(lock_of).transpose()?.unwrap_or((None, None, None));
+        let g = r.grants.unwrap_or_default();
+        let h = &r.source;
+        let expires = h.expires.as_deref().and_then(|e| DateTime::from_str(e, DateTimeFormat::HttpDate).ok());
+        let tagging = (!r.tags.is_empty()).then(|| {
+            r.tags
+                .iter()
+                .map(|(k, v)| format!("{}={}", encode_form_key(k), encode_form_key(v)))
+                .collect::<Vec<_>>()
+                .join("&")
+        });
+        let out = self
+            .client
+            .create_multipart_upload()
+            .bucket(&r.bucket)
+            .key(&r.key)
+            .server_side_encryption(ServerSideEncryption::AwsKms)
+            .ssekms_key_id(&r.kms_key_arn)
+            .bucket_key_enabled(r.bucket_key)
+            .set_storage_class(r.storage_class.as_deref().map(StorageClass::from))
+            .set_checksum_algorithm(r.checksum_algorithm.as_deref().map(ChecksumAlgorithm::from))
+            .set_metadata((!h.metadata.is_empty()).then(|| h.metadata.clone()))
+            .set_content_type(h.content_type.clone())
+            .set_content_encoding(h.content_encoding.clone())
+            .set_content_disposition(h.content_disposition.clone())
+            .set_content_language(h.content_language.clone())
+            .set_cache_control(h.cache_control.clone())
+            .set_expires(expires)
+            .set_website_redirect_location(h.website_redirect.clone())
+            .set_tagging(tagging)
+            .set_object_lock_mode(lock.0)
+            .set_object_lock_retain_until_date(lock.1)
+            .set_object_lock_legal_hold_status(lock.2)
+            .set_grant_full_control(g.full_control)
+            .set_grant_read(g.read)
+            .set_grant_read_acp(g.read_acp)
+            .set_grant_write_acp(g.write_acp)
+            .send()
+            .await
+            .map_err(call_error)?;
+        out.upload_id().map(str::to_string).ok_or_else(|| S3CallError {
+            kind: S3ErrorKind::Transient,
+            code: "NoUploadId".into(),
+            message: "CreateMultipartUpload answered without an upload id".into(),
+            status: None,
+        })
+    }
+
+    async fn upload_part_copy(&self, r: PartCopyRequest) -> Result<CompletedPart, S3CallError> {
+        let out = self
+            .client
+            .upload_part_copy()
+            .bucket(&r.bucket)
+            .key(&r.key)
+            .upload_id(&r.upload_id)
+            .part_number(r.part_number)
+            .copy_source(format!("{}/{}", r.bucket, encode_path(&r.key)))
+            .copy_source_range(format!("bytes={}-{}", r.first, r.last))
+            .set_copy_source_if_match(r.if_match.map(|e| format!("\"{}\"", e.trim_matches('"'))))
+            .send()
+            .await
+            .map_err(call_error)?;
+        let c = out.copy_part_result();
+        let etag = c.and_then(|c| c.e_tag()).map(|e| e.trim_matches('"').to_string()).ok_or_else(|| S3CallError {
+            kind: S3ErrorKind::Transient,
+            code: "NoPartETag".into(),
+            message: "UploadPartCopy answered without an ETag".into(),
+            status: None,
+        })?;
+        Ok(CompletedPart {
+            part_number: r.part_number,
+            etag,
+            checksum: c.and_then(|c| {
+                checksum([
+                    ("CRC32", c.checksum_crc32()),
+                    ("CRC32C", c.checksum_crc32_c()),
+                    ("CRC64NVME", c.checksum_crc64_nvme()),
+                    ("SHA1", c.checksum_sha1()),
+                    ("SHA256", c.checksum_sha256()),
+                ])
+            }),
+        })
+    }
+
+    async fn complete_multipart(
+        &self,
+        bucket: String,
+        key: String,
+        upload_id: String,
+        parts: Vec<CompletedPart>,
+    ) -> Result<WriteResult, S3CallError> {
+        let parts = parts
+            .into_iter()
+            .map(|p| {
+                let b = SdkPart::builder().part_number(p.part_number).e_tag(format!("\"{}\"", p.etag));
+                match p.checksum.as_deref().and_then(|c| c.split_once(':')) {
+                    Some(("CRC32", v)) => b.checksum_crc32(v),
+                    Some(("CRC32C", v)) => b.checksum_crc32_c(v),
+                    Some(("CRC64NVME", v)) => b.checksum_crc64_nvme(v),
+                    Some(("SHA1", v)) => b.checksum_sha1(v),
+                    Some(("SHA256", v)) => b.checksum_sha256(v),
+                    _ => b,
+                }
+                .build()
+            })
+            .collect();
+        let out = self
+            .client
+            .complete_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .send()
+            .await
+            .map_err(call_error)?;
+        Ok(WriteResult {
+            etag: out.e_tag().map(|e| e.trim_matches('"').to_string()),
+            version_id: out.version_id().map(str::to_string),
+            kms_key_id: out.ssekms_key_id().map(str::to_string),
+            checksum: checksum([
+                ("CRC32", out.checksum_crc32()),
+                ("CRC32C", out.checksum_crc32_c()),
+                ("CRC64NVME", out.checksum_crc64_nvme()),
+                ("SHA1", out.checksum_sha1()),
+                ("SHA256", out.checksum_sha256()),
+            ]),
+        })
+    }
+
+    async fn abort_multipart(&self, bucket: String, key: String, upload_id: String) -> Result<(), S3CallError> {
+        self.client
+            .abort_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+            .map_err(call_error)?;
+        Ok(())
     }
 }

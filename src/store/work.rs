@@ -27,6 +27,11 @@ pub struct WorkItem {
     pub method: Method,
     /// Attempts made by earlier runs.
     pub attempts: u32,
+    pub lock_mode: Option<String>,
+    pub lock_retain_until: Option<String>,
+    pub legal_hold: bool,
+    /// A multipart upload an earlier run opened and did not close: aborted before retrying.
+    pub upload_id: Option<String>,
 }
 
 /// Where an object stands after a run has dealt with it.
@@ -72,6 +77,9 @@ pub struct OutcomeRecord {
     pub new_etag: Option<String>,
     pub new_version_id: Option<String>,
     pub kms_key_id: Option<String>,
+    pub new_checksum: Option<String>,
+    /// A multipart upload still open (its abort failed): the next run aborts it.
+    pub upload_id: Option<String>,
 }
 
 fn open(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
@@ -114,7 +122,8 @@ impl TodoReader {
         let mut stmt = self
             .conn
             .prepare_cached(&format!(
-                "SELECT id, bucket, key, version_id, is_latest, size, etag, storage_class, checksum_algorithm, method, attempts
+                "SELECT id, bucket, key, version_id, is_latest, size, etag, storage_class, checksum_algorithm, method, attempts,
+                        lock_mode, lock_retain_until, legal_hold, upload_id
                  FROM objects WHERE id > ?1 AND {TODO_WHERE} ORDER BY id LIMIT ?2"
             ))
             .map_err(sql(&self.path))?;
@@ -135,6 +144,10 @@ impl TodoReader {
                         rusqlite::Error::FromSqlConversionFailure(9, rusqlite::types::Type::Text, method.into())
                     })?,
                     attempts: r.get::<_, i64>(10)? as u32,
+                    lock_mode: r.get(11)?,
+                    lock_retain_until: r.get(12)?,
+                    legal_hold: r.get::<_, Option<bool>>(13)?.unwrap_or(false),
+                    upload_id: r.get(14)?,
                 })
             })
             .map_err(sql(&self.path))?;
@@ -185,7 +198,8 @@ impl OutcomeWriter {
                     "UPDATE objects SET status = ?2, attempts = attempts + ?3, error_code = ?4, last_error = ?5,
                      retryable = ?6, note = ?7, new_etag = COALESCE(?8, new_etag),
                      new_version_id = COALESCE(?9, new_version_id), kms_key_id = COALESCE(?10, kms_key_id),
-                     finished_at = CASE WHEN ?2 = 'pending' THEN NULL ELSE ?11 END
+                     finished_at = CASE WHEN ?2 = 'pending' THEN NULL ELSE ?11 END,
+                     new_checksum = COALESCE(?12, new_checksum), upload_id = ?13
                      WHERE id = ?1",
                 )
                 .map_err(sql(&self.path))?;
@@ -203,6 +217,8 @@ impl OutcomeWriter {
                     o.new_version_id,
                     o.kms_key_id,
                     now,
+                    o.new_checksum,
+                    o.upload_id,
                 ])
                 .map_err(sql(&self.path))?;
             }
@@ -212,6 +228,17 @@ impl OutcomeWriter {
             }
         }
         tx.commit().map_err(sql(&self.path))
+    }
+}
+
+impl OutcomeWriter {
+    /// Record (or clear) the multipart upload open for object `id`, committed at once: an
+    /// upload the checkpoint does not know of could never be aborted by a later run.
+    pub fn record_upload(&mut self, id: i64, upload_id: Option<&str>) -> Result<(), StoreError> {
+        self.conn
+            .execute("UPDATE objects SET upload_id = ?2 WHERE id = ?1", params![id, upload_id])
+            .map(|_| ())
+            .map_err(sql(&self.path))
     }
 }
 

@@ -764,34 +764,65 @@ async fn the_limiter_adapts_to_a_lower_kms_quota() {
 /// 12. Objects that need multipart copy wait for a later build: deferred, still pending,
 ///     untouched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn multipart_objects_are_deferred() {
+async fn multipart_objects_are_copied_part_by_part_and_leave_no_upload_open() {
     let mut objs = mixed(10);
     for i in 0..5 {
         let mut p = planned(&format!("big{i}"), Method::MultipartCopy);
-        p.row.size = Some(10 << 30);
+        p.row.size = Some(10 << 30); // 10 GiB: 20 parts of 512 MiB
         objs.push(p);
     }
     let (_dir, path, store) = setup(&objs, FakeBehaviour::default());
+    for p in objs.iter().filter(|p| p.row.size == Some(10 << 30)) {
+        let mut o = fake_of(p);
+        o.size = 10 << 30;
+        store.insert(BUCKET, &p.row.key, o);
+    }
 
     let report = run_once(&store, config(&path)).await;
 
     assert_eq!(report.stop, None);
-    assert_eq!(report.deferred, 5);
-    assert_eq!(report.last.done, 10);
-    assert_eq!(statuses(&path), counts(&[("done", 10), ("pending", 5)]));
-    let rows = read_rows(&path);
-    for r in rows.iter().filter(|r| r.method == "multipart_copy") {
-        assert_eq!((r.status.as_str(), r.attempts), ("pending", 0), "{r:?}");
-        let o = fake(&store, &r.key);
-        assert_eq!((o.sse.as_deref(), o.writes), (Some("AES256"), 0));
-    }
+    assert_eq!(report.last.done, 15);
+    assert_eq!(statuses(&path), counts(&[("done", 15)]));
     let c = store.counters();
-    assert_eq!((c.updates, c.copies, c.heads), (5, 5, 0));
+    assert_eq!((c.uploads_created, c.parts_copied, c.uploads_completed, c.uploads_aborted), (5, 100, 5, 0));
+    assert_eq!(store.open_uploads(), 0);
+    for r in read_rows(&path).iter().filter(|r| r.method == "multipart_copy") {
+        let o = fake(&store, &r.key);
+        assert_eq!((o.sse.as_deref(), o.writes), (Some("aws:kms"), 1), "{r:?}");
+        assert!(o.etag.ends_with("-20"), "a multipart ETag: {}", o.etag);
+    }
+}
 
-    // Still deferred by the next run.
-    let again = run_once(&store, config(&path)).await;
-    assert_eq!((again.deferred, again.last.requests), (5, 0));
-    assert_eq!(statuses(&path), counts(&[("done", 10), ("pending", 5)]));
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multipart_copy_that_fails_is_aborted_and_a_changed_source_is_not_clobbered() {
+    let mut big = planned("big", Method::MultipartCopy);
+    big.row.size = Some(6 << 30);
+    let mut changed = planned("changed", Method::MultipartCopy);
+    changed.row.size = Some(6 << 30);
+    let objs = vec![big, changed];
+    let (_dir, path, store) = setup(&objs, FakeBehaviour::default());
+    for p in &objs {
+        let mut o = fake_of(p);
+        o.size = 6 << 30;
+        if p.row.key == "changed" {
+            o.etag = "someone-else".into();
+        }
+        store.insert(BUCKET, &p.row.key, o);
+    }
+    // Every write fails for good: the upload must be aborted, the object left pending
+    // for a later run, and no upload left open.
+    store.set_behaviour(FakeBehaviour { fatal_code: Some("AccessDenied".into()), ..Default::default() });
+    let report = run_once(&store, config(&path)).await;
+    assert!(matches!(report.stop, Some(StopReason::Breaker { .. })), "{:?}", report.stop);
+    assert_eq!(store.open_uploads(), 0);
+
+    store.set_behaviour(FakeBehaviour::default());
+    let report = run_once(&store, config(&path)).await;
+    assert_eq!(report.stop, None);
+    assert_eq!(statuses(&path), counts(&[("changed", 1), ("done", 1)]));
+    let o = fake(&store, "changed");
+    assert_eq!((o.sse.as_deref(), o.writes, o.etag.as_str()), (Some("AES256"), 0, "someone-else"));
+    assert_eq!(store.open_uploads(), 0);
 }
 
 /// 13. A stop (here the breaker) must not keep tasks that will send nothing queued behind
@@ -846,6 +877,9 @@ async fn the_window_shrinks_while_every_slot_is_busy() {
         counters: counters.clone(),
         stop: Stopper::default(),
         window_excess: Default::default(),
+        fidelity: Default::default(),
+        part_size: None,
+        writer: std::sync::mpsc::channel().0,
     });
     // 200 objects/s × 5 ms × 1.5 = 1.5 slots: Little's law wants the smallest window.
     counters.latency_us.store(5_000, Relaxed);
