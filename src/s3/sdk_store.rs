@@ -60,9 +60,10 @@ fn checksum(pairs: [(&str, Option<&str>); 5]) -> Option<String> {
     pairs.into_iter().find_map(|(alg, v)| v.map(|v| format!("{alg}:{v}")))
 }
 
-fn lock_of(
-    l: &LockSettings,
-) -> Result<(Option<ObjectLockMode>, Option<DateTime>, Option<ObjectLockLegalHoldStatus>), S3CallError> {
+/// Object Lock settings as the SDK's three request fields.
+type LockFields = (Option<ObjectLockMode>, Option<DateTime>, Option<ObjectLockLegalHoldStatus>);
+
+fn lock_of(l: &LockSettings) -> Result<LockFields, S3CallError> {
     let until = match &l.retain_until {
         Some(t) => Some(DateTime::from_str(t, DateTimeFormat::DateTime).map_err(|e| invalid("retain-until date", e))?),
         None => None,
