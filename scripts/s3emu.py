@@ -26,6 +26,15 @@ What the wrapper adds on top of moto (each absent from moto 5.2.5):
      dropped TCP connections, added latency.
   8. Control API under /__ (never throttled/faulted): GET /__stats, GET|POST /__config,
      POST /__reset_stats.
+  9. x-amz-expected-bucket-owner (ExpectedBucketOwner) enforced on every S3 request: a bucket
+     owned by another account answers 403 AccessDenied, as S3 does (moto ignores the header).
+ 10. Denied permissions, runtime config only: `POST /__config {"deny_ops": ["UpdateObjectEncryption"]}`
+     answers every S3 request of those operations (names as in /__stats, e.g. CopyObject,
+     HeadObject, GetBucketEncryption) with 403 AccessDenied and S3's explicit message naming the
+     IAM action ("... is not authorized to perform: s3:UpdateObjectEncryption on resource: ...");
+     `{"deny_ops": []}` lifts it. Checked before the quota gates and faults.
+ 11. GetBucketVersioning answers with S3's root element, <VersioningConfiguration> (moto writes
+     <GetBucketVersioningResponse>, which strict SDKs such as aws-sdk-s3 for Rust refuse).
 """
 
 from __future__ import annotations
@@ -103,7 +112,25 @@ WRITE_OPS = {
     "PutObjectRetention",
     "PutObjectLegalHold",
 }
-CONFIG_KEYS = ("kms_rps", "s3_rps", "fail_rate", "embedded_error_rate", "drop_rate", "drop_phase", "latency_ms")
+CONFIG_KEYS = (
+    "kms_rps", "s3_rps", "fail_rate", "embedded_error_rate", "drop_rate", "drop_phase", "latency_ms", "deny_ops"
+)
+# The IAM action S3 checks for an operation, where it is not "s3:" + the operation's name.
+IAM_ACTION = {
+    "CopyObject": "s3:PutObject",
+    "HeadObject": "s3:GetObject",
+    "CreateMultipartUpload": "s3:PutObject",
+    "UploadPart": "s3:PutObject",
+    "UploadPartCopy": "s3:PutObject",
+    "CompleteMultipartUpload": "s3:PutObject",
+    "HeadBucket": "s3:ListBucket",
+    "ListObjects": "s3:ListBucket",
+    "ListObjectsV2": "s3:ListBucket",
+    "ListObjectVersions": "s3:ListBucketVersions",
+    "GetBucketEncryption": "s3:GetEncryptionConfiguration",
+    "PutBucketEncryption": "s3:PutEncryptionConfiguration",
+    "GetBucketAcl": "s3:GetBucketAcl",
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -397,6 +424,7 @@ class Emulator:
             "drop_rate": 0.0,
             "drop_phase": "before",
             "latency_ms": 0.0,
+            "deny_ops": [],
         }
         self.kms_bucket = TokenBucket(0)
         self.s3_bucket = TokenBucket(0)
@@ -416,6 +444,11 @@ class Emulator:
                 if v not in ("before", "after"):
                     raise ValueError("drop_phase must be 'before' or 'after'")
                 clean[k] = v
+                continue
+            if k == "deny_ops":
+                if not isinstance(v, list) or not all(isinstance(op, str) for op in v):
+                    raise ValueError("deny_ops must be a list of S3 operation names")
+                clean[k] = list(v)
                 continue
             fv = float(v)
             if fv < 0 or (k.endswith("_rate") and fv > 1):
@@ -625,6 +658,21 @@ class Emulator:
         backend = self.s3_backend(account, region)
         is_object = op in OBJECT_OPS
 
+        # permissions: denied operations, and ExpectedBucketOwner (before gates and faults)
+        with self.lock:
+            denied = op in self.config["deny_ops"]
+        if denied:
+            action = IAM_ACTION.get(op, "s3:" + op)
+            resource = f"arn:aws:s3:::{bucket_name}" + (f"/{key_name}" if key_name else "")
+            raise S3Error(403, "AccessDenied",
+                          f"User: arn:aws:iam::{account}:user/s3emu is not authorized to perform: {action} "
+                          f"on resource: \"{resource}\" because no identity-based policy allows the {action} action")
+        expected_owner = hdr(environ, "x-amz-expected-bucket-owner")
+        if expected_owner is not None and bucket_name:
+            owned = self.find_bucket(backend, bucket_name)
+            if owned is not None and str(getattr(owned, "account_id", account)) != expected_owner.strip():
+                raise S3Error(403, "AccessDenied", "Access Denied")
+
         with self.lock:
             latency = self.config["latency_ms"] if is_object else 0.0
         if latency > 0:
@@ -738,6 +786,8 @@ class Emulator:
             return self.put_object(environ, ctx)
         if op == "CompleteMultipartUpload":
             return self.complete_multipart(environ, ctx)
+        if op == "GetBucketVersioning":
+            return self.get_bucket_versioning(environ)
         return None, None, None
 
     # ---- behaviours -----------------------------------------------------------------------------
@@ -865,6 +915,12 @@ class Emulator:
         key = self.written_key(ctx, headers)
         if key is not None and (key.encryption in KMS_SSE or upload.sse_encryption in KMS_SSE):
             headers, body = self.replace_etag(headers, body, self.opaque_etag(key))
+        return status, headers, body
+
+    def get_bucket_versioning(self, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
+        status, headers, body = self.call_moto(environ)
+        if status.startswith("2"):
+            body = re.sub(rb"<(/?)GetBucketVersioningResponse\b", rb"<\1VersioningConfiguration", body)
         return status, headers, body
 
     def update_object_encryption(self, environ: dict[str, Any], ctx: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:

@@ -265,7 +265,9 @@ async fn a_quota_gate_below_the_configured_rate_is_found_without_failures() {
     );
     // The limiter came down from 1,000 to near the gate, and throttles became rare.
     let ended = last["kms_rate"].as_f64().unwrap();
-    assert!((150.0..=260.0).contains(&ended), "limiter ended at {ended}");
+    // Not below 100: on a loaded machine the emulator itself may serve less than its gate,
+    // and following that down is right; never far above the gate.
+    assert!((100.0..=260.0).contains(&ended), "limiter ended at {ended}");
     assert!(
         (late_throttles as f64) < 0.10 * late_requests as f64,
         "{late_throttles} of {late_requests} throttled late"

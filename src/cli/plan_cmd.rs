@@ -1,11 +1,11 @@
 //! `rekey estimate` and `rekey plan`.
 
 use super::output::render;
-use super::settings::{resolve, PlanSettings};
+use super::settings::{resolve, KeyArn, PlanSettings};
 use super::PlanArgs;
 use crate::inventory::BlobStore;
 use crate::plan::{build_plan, Estimate};
-use crate::s3::{build_client, S3Blobs, S3Settings};
+use crate::s3::{build_client, build_kms_client, S3Blobs, S3Settings};
 use crate::store::{PlanWriter, RunRecord};
 use crate::units::thousands;
 use anyhow::{bail, Context, Result};
@@ -43,16 +43,29 @@ pub fn run(args: PlanArgs, mode: Mode, runtime: &tokio::runtime::Runtime) -> Res
         }
         Mode::Plan => {
             let Some(state) = &r.state else { bail!("plan needs --state FILE (or `state` in the job file)") };
-            if r.kms_key.is_none() {
+            let Some(key) = &r.kms_key else {
                 bail!("plan needs --kms-key ARN (or `kms-key` in the job file): the checkpoint records the target key");
-            }
+            };
+            // A copy-only plan may name the key by alias or id: pin it to the key it names
+            // now. S3 reports the ARN, so every later comparison needs it, and an alias
+            // re-pointed mid-run would otherwise split the migration across two keys.
+            let key_arn = if KeyArn::parse(key).is_ok() {
+                key.clone()
+            } else {
+                let s3 = S3Settings {
+                    region: Some(r.plan.region.clone()),
+                    endpoint_url: r.endpoint_url.clone(),
+                    virtual_host: r.virtual_host,
+                };
+                runtime.block_on(resolve_key(&s3, key))?
+            };
             let mut writer = PlanWriter::create(state, r.replace)?;
             let (e, stats) = build_plan(&r.plan, blobs, Some(&mut |batch| writer.insert(batch)))?;
             let run = RunRecord {
                 inventory_source: r.plan.inventory.clone(),
                 inventory_created: e.inventory.created.clone(),
                 source_bucket: e.inventory.source_bucket.clone(),
-                kms_key_arn: r.kms_key.clone(),
+                kms_key_arn: Some(key_arn),
                 options_json: serde_json::to_string(&settings)?,
                 prices_json: serde_json::to_string(&r.plan.prices)?,
                 estimate_json: serde_json::to_string(&e)?,
@@ -78,4 +91,19 @@ pub fn run(args: PlanArgs, mode: Mode, runtime: &tokio::runtime::Runtime) -> Res
         None => eprintln!("rekey: read {} rows in {secs:.1}s ({} rows/s)", thousands(stats.rows), thousands(rate)),
     }
     Ok(estimate)
+}
+
+/// The ARN of the key an alias or key id names, via kms:DescribeKey.
+async fn resolve_key(s3: &S3Settings, key: &str) -> Result<String> {
+    let kms = build_kms_client(s3).await;
+    let out = kms.describe_key().key_id(key).send().await.map_err(|e| {
+        anyhow::anyhow!(
+            "--kms-key {key}: could not resolve it to a key ARN with kms:DescribeKey ({}); pass the key's full ARN",
+            aws_sdk_kms::error::DisplayErrorContext(&e)
+        )
+    })?;
+    out.key_metadata()
+        .and_then(|m| m.arn())
+        .map(str::to_string)
+        .with_context(|| format!("--kms-key {key}: DescribeKey returned no ARN"))
 }

@@ -4,13 +4,19 @@
 //! quota and share, S3 rate), so that it does what the estimate costed; the flags here
 //! override the pacing and where to connect.
 //!
+//! Before the first object, the pre-flight checks of [`super::preflight_cmd`] run (the key,
+//! the bucket, then a canary of one object per method), unless `--skip-preflight`.
+//!
 //! Exit codes: 0 all done; 2 finished but some objects failed; 3 the circuit breaker
 //! opened; 4 more failures than `--max-failures`; 5 the checkpoint could not be written;
-//! 130 interrupted. Every stop leaves a consistent checkpoint that `rekey run` resumes.
+//! 6 `rekey verify` found objects not as planned (mismatch, missing or error); 7 a
+//! pre-flight check failed (nothing touched but the canary objects); 130 interrupted.
+//! Every stop leaves a consistent checkpoint that `rekey run` resumes.
 
 use super::settings::{KeyArn, PlanSettings};
 use super::Exit;
 use crate::exec::progress::{ProgressMode, ProgressSnapshot};
+use crate::exec::task::Fidelity;
 use crate::exec::{FailureBudget, RetryPolicy, RunConfig, RunReport, StopReason, Stopper};
 use crate::plan::{KmsQuota, PriceTable};
 use crate::s3::{build_client, S3Settings, SdkStore};
@@ -60,6 +66,23 @@ pub struct RunArgs {
     /// One JSON progress snapshot per second on stdout (rekey.progress/1).
     #[arg(long)]
     pub json_progress: bool,
+    /// Skip the pre-flight checks and the canary (see `rekey preflight`).
+    #[arg(long)]
+    pub skip_preflight: bool,
+    /// HEAD each object before copying it and re-send its website redirect, which S3 does
+    /// not copy (one GET-class request per copied object). Multipart copies always do.
+    #[arg(long)]
+    pub preserve_redirect: bool,
+    /// Read each copied object's ACL (GetObjectAcl) and re-apply its grants; a copy's ACL
+    /// is otherwise private. Not for buckets with ACLs disabled (BucketOwnerEnforced).
+    #[arg(long)]
+    pub preserve_acl: bool,
+    /// Carry Object Lock retention and legal hold onto the copy's new version.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub preserve_lock: bool,
+    /// Multipart copy part size (default: max(512MiB, size / 10,000), as estimated; at least 5MiB).
+    #[arg(long, value_name = "SIZE")]
+    pub part_size: Option<crate::units::ByteSize>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -77,7 +100,7 @@ pub enum StatusFormat {
 }
 
 /// The run's settings, from the plan and the flags.
-fn config(args: &RunArgs, cp: &Checkpoint) -> Result<(RunConfig, S3Settings)> {
+pub(super) fn config(args: &RunArgs, cp: &Checkpoint) -> Result<(RunConfig, S3Settings)> {
     let run = cp.run()?;
     let plan: PlanSettings = serde_json::from_str(&run.options_json).context("the plan's options")?;
     let prices: PriceTable = serde_json::from_str(&run.prices_json).context("the plan's prices")?;
@@ -111,6 +134,18 @@ fn config(args: &RunArgs, cp: &Checkpoint) -> Result<(RunConfig, S3Settings)> {
     cfg.policy = RetryPolicy { max_attempts: args.max_attempts, ..RetryPolicy::default() };
     cfg.max_failures = FailureBudget::parse(&args.max_failures).map_err(anyhow::Error::msg)?;
     cfg.drain_timeout = Duration::from_secs(args.drain_timeout);
+    cfg.fidelity = Fidelity {
+        preserve_redirect: args.preserve_redirect,
+        preserve_acl: args.preserve_acl,
+        preserve_lock: args.preserve_lock,
+    };
+    if let Some(p) = args.part_size {
+        // S3's part-size bounds (s3-kms-facts.md §5): 5 MiB to 5 GiB.
+        if !(5 << 20..=5 << 30).contains(&p.0) {
+            bail!("--part-size {}: must be between 5MiB and 5GiB (S3's part-size limits)", p.0);
+        }
+        cfg.part_size = Some(p.0);
+    }
     cfg.progress = if args.quiet {
         ProgressMode::Quiet
     } else if args.json_progress {
@@ -131,6 +166,10 @@ pub fn run(args: RunArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
     let (cfg, s3) = config(&args, &cp)?;
     drop(cp);
     let quiet = args.quiet || args.json_progress;
+    let client = runtime.block_on(build_client(&s3));
+    if !args.skip_preflight {
+        runtime.block_on(super::preflight_cmd::before_run(&client, &s3, &cfg, !quiet))?;
+    }
     if !quiet {
         eprintln!(
             "rekey: running {} (KMS {:.0} rps, S3 {:.0} rps{}); Ctrl-C stops cleanly and `rekey run` resumes",
@@ -141,7 +180,7 @@ pub fn run(args: RunArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
         );
     }
     let report = runtime.block_on(async {
-        let store = Arc::new(SdkStore::new(build_client(&s3).await));
+        let store = Arc::new(SdkStore::new(client));
         let stopper = Stopper::default();
         tokio::spawn(watch_signals(stopper.clone(), cfg.drain_timeout));
         crate::exec::run(store, cfg.clone(), stopper).await
@@ -197,12 +236,6 @@ fn finish(args: &RunArgs, r: &RunReport, quiet: bool) -> Result<()> {
             thousands(s.throttles_kms + s.throttles_s3),
         );
     }
-    if r.deferred > 0 {
-        eprintln!(
-            "rekey: {} objects over the multipart threshold need multipart copy, which this build does not run yet; they stay pending",
-            thousands(r.deferred)
-        );
-    }
     if r.abandoned > 0 {
         eprintln!(
             "rekey: {} requests did not finish within the drain timeout; their objects stay pending",
@@ -234,7 +267,7 @@ fn finish(args: &RunArgs, r: &RunReport, quiet: bool) -> Result<()> {
     }
 }
 
-fn likely_cause(code: &str) -> &'static str {
+pub(super) fn likely_cause(code: &str) -> &'static str {
     match code {
         "KMS.DisabledException" => "the KMS key is disabled (enable it: aws kms enable-key)",
         "KMS.NotFoundException" => "the KMS key does not exist in this account and region",

@@ -60,6 +60,9 @@ fn checksum(pairs: [(&str, Option<&str>); 5]) -> Option<String> {
     pairs.into_iter().find_map(|(alg, v)| v.map(|v| format!("{alg}:{v}")))
 }
 
+/// base64(MD5("")): the Content-MD5 of a request without a body.
+const EMPTY_MD5: &str = "1B2M2Y8AsgTpgAEUAimhQA==";
+
 /// Object Lock settings as the SDK's three request fields.
 type LockFields = (Option<ObjectLockMode>, Option<DateTime>, Option<ObjectLockLegalHoldStatus>);
 
@@ -92,6 +95,7 @@ impl ObjectStore for SdkStore {
     }
 
     async fn copy_in_place(&self, r: CopyRequest) -> Result<WriteResult, S3CallError> {
+        let with_lock = r.lock.as_ref().is_some_and(|l| !l.is_empty());
         let lock = r.lock.as_ref().map(lock_of).transpose()?.unwrap_or((None, None, None));
         let g = r.grants.unwrap_or_default();
         let out = self
@@ -116,6 +120,15 @@ impl ObjectStore for SdkStore {
             .set_grant_read(g.read)
             .set_grant_read_acp(g.read_acp)
             .set_grant_write_acp(g.write_acp)
+            .customize()
+            .mutate_request(move |req| {
+                // A write with Object Lock retention must carry Content-MD5 or a checksum
+                // (MissingUploadObjectWithObjectLockHeaders otherwise); a copy's body is
+                // empty, so its MD5 is the empty string's.
+                if with_lock {
+                    req.headers_mut().insert("Content-MD5", EMPTY_MD5);
+                }
+            })
             .send()
             .await
             .map_err(call_error)?;

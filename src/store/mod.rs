@@ -9,9 +9,11 @@
 //! The file is created with mode 0600 and holds no credentials.
 
 mod schema;
+mod verify;
 mod work;
 
 pub use schema::SCHEMA_VERSION;
+pub use verify::{Verdict, VerdictRecord, VerifyItem};
 pub use work::{ObjectStatus, OutcomeRecord, OutcomeWriter, TodoReader, TodoTotals, WorkItem};
 
 use crate::inventory::InventoryRow;

@@ -134,6 +134,17 @@ pub async fn populate(s3: &aws_sdk_s3::Client, spec: &BucketSpec) -> Result<Vec<
         .await
 }
 
+/// What an inventory row says beyond what a listing gives.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RowFacts {
+    pub encrypted: bool,
+    /// GOVERNANCE | COMPLIANCE
+    pub lock_mode: Option<String>,
+    /// RFC 3339
+    pub lock_retain_until: Option<String>,
+    pub legal_hold: bool,
+}
+
 /// Write an S3 Inventory (CSV, the full schema for a versioned bucket) of the bucket
 /// under `dir`; returns the manifest's path. `encrypted` maps keys to whether they are
 /// SSE-S3 (listings do not say).
@@ -141,6 +152,17 @@ pub async fn write_inventory_of(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     encrypted: &HashMap<String, bool>,
+    dir: &Path,
+) -> Result<PathBuf> {
+    let facts = encrypted.iter().map(|(k, e)| (k.clone(), RowFacts { encrypted: *e, ..RowFacts::default() })).collect();
+    write_inventory_with(s3, bucket, &facts, dir).await
+}
+
+/// As [`write_inventory_of`], with each key's encryption and Object Lock fields.
+pub async fn write_inventory_with(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    facts: &HashMap<String, RowFacts>,
     dir: &Path,
 ) -> Result<PathBuf> {
     let mut rows = Vec::new();
@@ -157,10 +179,8 @@ pub async fn write_inventory_of(
             .context("ListObjectVersions")?;
         for v in page.versions() {
             let key = v.key().unwrap_or_default().to_string();
-            let enc = match encrypted.get(&key) {
-                Some(true) => "SSE-S3",
-                _ => "NOT-SSE",
-            };
+            let f = facts.get(&key).cloned().unwrap_or_default();
+            let enc = if f.encrypted { "SSE-S3" } else { "NOT-SSE" };
             let modified = v.last_modified().map(|t| rfc3339_from_ms(t.to_millis().unwrap_or(0))).unwrap_or_default();
             let class = v.storage_class().map(|c| c.as_str().to_string()).unwrap_or_else(|| "STANDARD".into());
             let version = v.version_id().filter(|v| *v != "null").unwrap_or("").to_string();
@@ -177,9 +197,9 @@ pub async fn write_inventory_of(
                 "false".into(),
                 String::new(),
                 enc.into(),
-                String::new(),
-                String::new(),
-                "OFF".into(),
+                f.lock_retain_until.clone().unwrap_or_default(),
+                f.lock_mode.clone().unwrap_or_default(),
+                if f.legal_hold { "ON" } else { "OFF" }.into(),
                 String::new(),
                 "DISABLED".into(),
                 String::new(),

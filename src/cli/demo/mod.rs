@@ -160,6 +160,11 @@ fn live(args: &DemoArgs, dir: &Path, runtime: &tokio::runtime::Runtime) -> Resul
         drain_timeout: 30,
         quiet: false,
         json_progress: false,
+        skip_preflight: false,
+        preserve_redirect: false,
+        preserve_acl: false,
+        preserve_lock: true,
+        part_size: None,
     };
     super::run_cmd::run(run_args, runtime)?;
 
