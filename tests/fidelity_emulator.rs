@@ -27,11 +27,21 @@ struct Spec {
     redirect: Option<&'static str>,
     public_read: bool,
     lock: bool,
+    checksum: bool,
 }
 
 impl Spec {
     fn new(key: &'static str) -> Spec {
-        Spec { key, size: 2048, encrypted: false, class: "STANDARD", redirect: None, public_read: false, lock: false }
+        Spec {
+            key,
+            size: 2048,
+            encrypted: false,
+            class: "STANDARD",
+            redirect: None,
+            public_read: false,
+            lock: false,
+            checksum: false,
+        }
     }
 }
 
@@ -54,10 +64,21 @@ fn rekey(moto: &Moto, args: &[&str]) -> Output {
 
 /// A versioned (and, with `lock`, Object Lock) bucket holding `specs`, its inventory and a plan.
 async fn setup(specs: &[Spec], lock: bool, plan_extra: &[&str]) -> Env {
+    setup_with(specs, lock, plan_extra, None).await
+}
+
+/// As [`setup`], with the bucket's Object Ownership set first.
+async fn setup_with(specs: &[Spec], lock: bool, plan_extra: &[&str], ownership: Option<&str>) -> Env {
     let moto = Moto::start();
     let s3 = moto.s3_client().await;
     let key = create_kms_key(&moto.kms_client().await, "fidelity").await.unwrap();
-    s3.create_bucket().bucket(BUCKET).set_object_lock_enabled_for_bucket(lock.then_some(true)).send().await.unwrap();
+    s3.create_bucket()
+        .bucket(BUCKET)
+        .set_object_lock_enabled_for_bucket(lock.then_some(true))
+        .set_object_ownership(ownership.map(aws_sdk_s3::types::ObjectOwnership::from))
+        .send()
+        .await
+        .unwrap();
     if !lock {
         s3.put_bucket_versioning()
             .bucket(BUCKET)
@@ -91,6 +112,9 @@ async fn setup(specs: &[Spec], lock: bool, plan_extra: &[&str]) -> Env {
             .storage_class(StorageClass::from(spec.class))
             .set_website_redirect_location(spec.redirect.map(str::to_string))
             .set_server_side_encryption(spec.encrypted.then_some(ServerSideEncryption::Aes256));
+        if spec.checksum {
+            put = put.checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Crc32);
+        }
         if spec.public_read {
             put = put.grant_read("uri=\"http://acs.amazonaws.com/groups/global/AllUsers\"");
         }
@@ -110,6 +134,7 @@ async fn setup(specs: &[Spec], lock: bool, plan_extra: &[&str]) -> Env {
                     .lock
                     .then(|| retain_until.fmt(aws_sdk_s3::primitives::DateTimeFormat::DateTime).unwrap()),
                 legal_hold: spec.lock,
+                checksum_algorithm: spec.checksum.then(|| "CRC32".to_string()),
             },
         );
     }
@@ -271,4 +296,37 @@ async fn object_lock_settings_are_carried_onto_the_new_version() {
         let versions = env.s3.list_object_versions().bucket(BUCKET).prefix(s.key).send().await.unwrap();
         assert_eq!(versions.versions().len(), 2, "{}", s.key);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_acls_disabled_preserve_acl_is_skipped_and_the_copy_goes_through() {
+    let specs = vec![Spec::new("owned.bin")];
+    let env = setup_with(&specs, false, &[], Some("BucketOwnerEnforced")).await;
+    let out = rekey(&env.moto, &["run", "--state", env.state.to_str().unwrap(), "--quiet", "--preserve-acl"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "run: {stderr}");
+    assert!(stderr.contains("--preserve-acl skipped"), "{stderr}");
+    assert_kept(&env, &specs[0], false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checksum_algorithm_is_kept_and_the_new_value_recorded() {
+    let specs = vec![Spec { checksum: true, ..Spec::new("summed.bin") }];
+    let env = setup(&specs, false, &[]).await;
+    run(&env, &[]);
+    let h = env
+        .s3
+        .head_object()
+        .bucket(BUCKET)
+        .key("summed.bin")
+        .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+        .send()
+        .await
+        .unwrap();
+    let now = h.checksum_crc32().expect("the copy still has a CRC32 checksum").to_string();
+    let conn = rusqlite::Connection::open(&env.state).unwrap();
+    let recorded: Option<String> =
+        conn.query_row("SELECT new_checksum FROM objects WHERE key = 'summed.bin'", [], |r| r.get(0)).unwrap();
+    assert_eq!(recorded, Some(format!("CRC32:{now}")));
+    assert_kept(&env, &specs[0], false).await;
 }

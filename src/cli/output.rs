@@ -61,6 +61,13 @@ fn table(e: &Estimate) -> String {
             );
         }
     }
+    if e.objects.locked_copies > 0 {
+        let _ = writeln!(
+            o,
+            "Object Lock: {} locked objects will be copied; each keeps its old, locked SSE-S3 version until its retention ends (the new version gets the same retention and legal hold)",
+            thousands(e.objects.locked_copies)
+        );
+    }
     let _ = writeln!(o);
     let _ = writeln!(o, "Skipped: {} objects", thousands(e.objects.skipped_total));
     for (reason, n) in &e.objects.skipped {

@@ -163,10 +163,25 @@ pub(super) fn config(args: &RunArgs, cp: &Checkpoint) -> Result<(RunConfig, S3Se
 
 pub fn run(args: RunArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
     let cp = Checkpoint::open(&args.state)?;
-    let (cfg, s3) = config(&args, &cp)?;
+    let (mut cfg, s3) = config(&args, &cp)?;
+    let buckets: Vec<String> = {
+        let mut stmt =
+            cp.connection().prepare("SELECT DISTINCT bucket FROM objects WHERE method IS NOT NULL LIMIT 100")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
     drop(cp);
     let quiet = args.quiet || args.json_progress;
     let client = runtime.block_on(build_client(&s3));
+    if cfg.fidelity.preserve_acl {
+        // With ACLs disabled, S3 refuses grant headers and every copy would fail.
+        for b in &buckets {
+            if runtime.block_on(acls_disabled(&client, b)) {
+                eprintln!("rekey: bucket {b} has ACLs disabled (Object Ownership BucketOwnerEnforced): --preserve-acl skipped, as grants no longer apply there");
+                cfg.fidelity.preserve_acl = false;
+            }
+        }
+    }
     if !args.skip_preflight {
         runtime.block_on(super::preflight_cmd::before_run(&client, &s3, &cfg, !quiet))?;
     }
@@ -349,5 +364,17 @@ fn pid_alive(pid: u32) -> bool {
     {
         let _ = pid;
         true
+    }
+}
+
+/// Whether the bucket enforces bucket-owner ownership (ACLs disabled). Unreadable
+/// settings count as enabled: the copies then say what S3 thinks of the grants.
+async fn acls_disabled(client: &aws_sdk_s3::Client, bucket: &str) -> bool {
+    match client.get_bucket_ownership_controls().bucket(bucket).send().await {
+        Ok(out) => out
+            .ownership_controls()
+            .map(|c| c.rules().iter().any(|r| r.object_ownership().as_str() == "BucketOwnerEnforced"))
+            .unwrap_or(false),
+        Err(_) => false,
     }
 }

@@ -143,6 +143,8 @@ pub struct RowFacts {
     /// RFC 3339
     pub lock_retain_until: Option<String>,
     pub legal_hold: bool,
+    /// CRC32, CRC32C, SHA1, SHA256, CRC64NVME
+    pub checksum_algorithm: Option<String>,
 }
 
 /// Write an S3 Inventory (CSV, the full schema for a versioned bucket) of the bucket
@@ -202,7 +204,7 @@ pub async fn write_inventory_with(
                 if f.legal_hold { "ON" } else { "OFF" }.into(),
                 String::new(),
                 "DISABLED".into(),
-                String::new(),
+                f.checksum_algorithm.clone().unwrap_or_default(),
             ]);
         }
         if page.is_truncated() != Some(true) {

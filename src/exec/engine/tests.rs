@@ -6,7 +6,7 @@
 use super::*;
 use crate::inventory::{EncryptionStatus, InventoryRow, StorageClass};
 use crate::plan::classify::Decision;
-use crate::s3::{FakeBehaviour, FakeObject, FakeStore};
+use crate::s3::{FakeBehaviour, FakeObject, FakeStore, ObjectStore};
 use crate::store::{Checkpoint, PlanWriter, PlannedObject, RunRecord};
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -823,6 +823,45 @@ async fn a_multipart_copy_that_fails_is_aborted_and_a_changed_source_is_not_clob
     let o = fake(&store, "changed");
     assert_eq!((o.sse.as_deref(), o.writes, o.etag.as_str()), (Some("AES256"), 0, "someone-else"));
     assert_eq!(store.open_uploads(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_left_open_by_a_crash_is_aborted_before_the_copy_starts_again() {
+    let mut big = planned("big", Method::MultipartCopy);
+    big.row.size = Some(6 << 30);
+    let objs = vec![big];
+    let (_dir, path, store) = setup(&objs, FakeBehaviour::default());
+    let mut o = fake_of(&objs[0]);
+    o.size = 6 << 30;
+    store.insert(BUCKET, "big", o);
+    // A crashed run opened an upload and recorded its id, then died.
+    let leftover = store
+        .create_multipart(crate::s3::object_store::CreateMultipartRequest {
+            bucket: BUCKET.into(),
+            key: "big".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute("UPDATE objects SET upload_id = ?1 WHERE key = 'big'", [&leftover])
+        .unwrap();
+    assert_eq!(store.open_uploads(), 1);
+
+    let report = run_once(&store, config(&path)).await;
+
+    assert_eq!(report.stop, None);
+    assert_eq!(statuses(&path), counts(&[("done", 1)]));
+    let c = store.counters();
+    assert_eq!((c.uploads_created, c.uploads_aborted, c.uploads_completed), (2, 1, 1));
+    assert_eq!(store.open_uploads(), 0, "the leftover upload was aborted, the new one completed");
+    let upload_id: Option<String> = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("SELECT upload_id FROM objects WHERE key = 'big'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(upload_id, None);
+    assert_eq!(fake(&store, "big").writes, 1);
 }
 
 /// 13. A stop (here the breaker) must not keep tasks that will send nothing queued behind
