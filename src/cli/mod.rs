@@ -8,6 +8,7 @@
 //! * [`demo`]: `rekey demo`, the whole job on generated data.
 //! * [`output`]: table, JSON and CSV renderings of an estimate.
 
+pub mod connect;
 pub mod demo;
 pub mod output;
 pub mod plan_cmd;

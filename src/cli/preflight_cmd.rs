@@ -41,15 +41,8 @@ pub struct PreflightArgs {
     /// Also migrate the first object still to do of each method and HEAD it (as `rekey run` does).
     #[arg(long)]
     pub canary: bool,
-    /// A custom S3 endpoint (default: the plan's, then AWS_ENDPOINT_URL).
-    #[arg(long, value_name = "URL")]
-    pub endpoint_url: Option<String>,
-    /// The bucket's region (default: the plan's).
-    #[arg(long)]
-    pub region: Option<String>,
-    /// Virtual-hosted addressing with a custom endpoint.
-    #[arg(long)]
-    pub virtual_host: bool,
+    #[command(flatten)]
+    pub connect: super::connect::ConnectArgs,
 }
 
 /// How a check came out.
@@ -850,9 +843,7 @@ pub async fn before_run(s3: &aws_sdk_s3::Client, settings: &S3Settings, cfg: &Ru
 pub fn run(args: PreflightArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
     let run_args = RunArgs {
         state: args.state.clone(),
-        endpoint_url: args.endpoint_url.clone(),
-        region: args.region.clone(),
-        virtual_host: args.virtual_host,
+        connect: args.connect.clone(),
         kms_rps: None,
         s3_rps: None,
         concurrency: None,

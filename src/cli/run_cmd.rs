@@ -13,7 +13,7 @@
 //! pre-flight check failed (nothing touched but the canary objects); 130 interrupted.
 //! Every stop leaves a consistent checkpoint that `rekey run` resumes.
 
-use super::settings::{KeyArn, PlanSettings};
+use super::settings::PlanSettings;
 use super::Exit;
 use crate::exec::progress::{ProgressMode, ProgressSnapshot};
 use crate::exec::task::Fidelity;
@@ -33,15 +33,8 @@ pub struct RunArgs {
     /// The checkpoint `rekey plan` wrote.
     #[arg(long, value_name = "FILE")]
     pub state: PathBuf,
-    /// A custom S3 endpoint (default: the plan's, then AWS_ENDPOINT_URL).
-    #[arg(long, value_name = "URL")]
-    pub endpoint_url: Option<String>,
-    /// The bucket's region (default: the plan's).
-    #[arg(long)]
-    pub region: Option<String>,
-    /// Virtual-hosted addressing with a custom endpoint.
-    #[arg(long)]
-    pub virtual_host: bool,
+    #[command(flatten)]
+    pub connect: super::connect::ConnectArgs,
     /// KMS requests per second (default: the plan's KMS quota × share).
     #[arg(long, value_name = "RPS")]
     pub kms_rps: Option<f64>,
@@ -105,8 +98,8 @@ pub(super) fn config(args: &RunArgs, cp: &Checkpoint) -> Result<(RunConfig, S3Se
     let plan: PlanSettings = serde_json::from_str(&run.options_json).context("the plan's options")?;
     let prices: PriceTable = serde_json::from_str(&run.prices_json).context("the plan's prices")?;
     let key = run.kms_key_arn.clone().context("the plan has no KMS key; re-plan with --kms-key ARN")?;
-    let key_region = KeyArn::parse(&key).ok().map(|k| k.region);
-    let region = args.region.clone().or(plan.region.clone()).or(key_region).unwrap_or_else(|| "us-east-1".into());
+    let s3 = args.connect.settings(&plan, &key);
+    let region = s3.region.clone().unwrap_or_default();
     let quota = match plan.kms_quota {
         Some(q) => KmsQuota { rps: q, source: "--kms-quota" },
         None => KmsQuota::for_region(&region),
@@ -152,11 +145,6 @@ pub(super) fn config(args: &RunArgs, cp: &Checkpoint) -> Result<(RunConfig, S3Se
         ProgressMode::Json
     } else {
         ProgressMode::Auto
-    };
-    let s3 = S3Settings {
-        region: Some(region),
-        endpoint_url: args.endpoint_url.clone().or(plan.endpoint_url.clone()),
-        virtual_host: args.virtual_host || plan.virtual_host.unwrap_or(false),
     };
     Ok((cfg, s3))
 }

@@ -12,11 +12,11 @@
 //! The connection comes from the plan, as for `rekey run`; flags override it. Throttles
 //! and transient failures are retried with backoff. Exit 6 when any object is not `ok`.
 
-use super::settings::{KeyArn, PlanSettings};
+use super::settings::PlanSettings;
 use super::Exit;
 use crate::exec::RetryPolicy;
 use crate::plan::classify::Method;
-use crate::s3::object_store::{classify, same_kms_key, S3CallError, S3ErrorKind};
+use crate::s3::object_store::{same_kms_key, S3CallError, S3ErrorKind};
 use crate::s3::{build_client, build_kms_client, S3Settings};
 use crate::store::{Checkpoint, Verdict, VerdictRecord, VerifyItem};
 use crate::units::{human_duration, now_rfc3339, thousands, Rng};
@@ -45,15 +45,8 @@ pub struct VerifyArgs {
     /// Objects checked at once.
     #[arg(long, value_name = "N", default_value_t = 32)]
     pub concurrency: usize,
-    /// A custom S3 endpoint (default: the plan's, then AWS_ENDPOINT_URL).
-    #[arg(long, value_name = "URL")]
-    pub endpoint_url: Option<String>,
-    /// The bucket's region (default: the plan's).
-    #[arg(long)]
-    pub region: Option<String>,
-    /// Virtual-hosted addressing with a custom endpoint.
-    #[arg(long)]
-    pub virtual_host: bool,
+    #[command(flatten)]
+    pub connect: super::connect::ConnectArgs,
     /// The summary: for people, or one JSON object (`rekey.verify/1`) on stdout.
     #[arg(long, value_enum, default_value = "table")]
     pub format: VerifyFormat,
@@ -87,13 +80,7 @@ fn config(args: &VerifyArgs, cp: &Checkpoint) -> Result<(Expect, S3Settings)> {
     let run = cp.run()?;
     let plan: PlanSettings = serde_json::from_str(&run.options_json).context("the plan's options")?;
     let key = run.kms_key_arn.context("the plan has no KMS key, so there is nothing to verify against")?;
-    let key_region = KeyArn::parse(&key).ok().map(|k| k.region);
-    let region = args.region.clone().or(plan.region.clone()).or(key_region).unwrap_or_else(|| "us-east-1".into());
-    let s3 = S3Settings {
-        region: Some(region),
-        endpoint_url: args.endpoint_url.clone().or(plan.endpoint_url.clone()),
-        virtual_host: args.virtual_host || plan.virtual_host.unwrap_or(false),
-    };
+    let s3 = args.connect.settings(&plan, &key);
     Ok((Expect { key_arn: key, bucket_key: plan.bucket_key.unwrap_or(false) }, s3))
 }
 
@@ -393,27 +380,6 @@ fn one_line(s: &str) -> String {
     s.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
-/// An SDK failure, classified as the engine classifies it.
-fn call_error<E>(e: SdkError<E, HttpResponse>) -> S3CallError
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    let status = e.raw_response().map(|r| r.status().as_u16());
-    let (code, message) = match &e {
-        SdkError::ServiceError(se) => {
-            let err = se.err();
-            let code = err.code().map(str::to_string).unwrap_or_else(|| format!("Http{}", status.unwrap_or(0)));
-            (code, err.message().unwrap_or_default().to_string())
-        }
-        SdkError::TimeoutError(_) => ("Timeout".to_string(), DisplayErrorContext(&e).to_string()),
-        SdkError::DispatchFailure(_) => ("DispatchFailure".to_string(), DisplayErrorContext(&e).to_string()),
-        SdkError::ResponseError(_) => ("ResponseError".to_string(), DisplayErrorContext(&e).to_string()),
-        _ => ("ClientError".to_string(), DisplayErrorContext(&e).to_string()),
-    };
-    let kind = classify(status, &code, &message);
-    S3CallError { kind, code, message, status }
-}
-
 /// One S3 call, retried with backoff and full jitter while S3 throttles or fails transiently.
 async fn retrying<T, E, F, Fut>(id: i64, mut call: F) -> Result<T, S3CallError>
 where
@@ -428,7 +394,7 @@ where
         attempt += 1;
         let e = match call().await {
             Ok(v) => return Ok(v),
-            Err(e) => call_error(e),
+            Err(e) => crate::s3::sdk_store::call_error(e),
         };
         match policy.delay(attempt, rng.unit()) {
             Some(delay) if e.kind.is_retryable() => tokio::time::sleep(delay).await,

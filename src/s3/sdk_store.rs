@@ -25,8 +25,8 @@ impl SdkStore {
     }
 }
 
-/// Turn an SDK failure into a classified [`S3CallError`].
-fn call_error<E>(e: SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> S3CallError
+/// Turn an SDK failure into a classified [`S3CallError`] (also used by `rekey verify`).
+pub fn call_error<E>(e: SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> S3CallError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
@@ -55,9 +55,22 @@ fn invalid(what: &str, detail: impl std::fmt::Display) -> S3CallError {
     }
 }
 
-/// The one additional checksum an object or part has, as `ALGORITHM:value`.
-fn checksum(pairs: [(&str, Option<&str>); 5]) -> Option<String> {
-    pairs.into_iter().find_map(|(alg, v)| v.map(|v| format!("{alg}:{v}")))
+/// The one additional checksum an object or part has, as `ALGORITHM:value`, from any SDK
+/// type with the five `checksum_*` accessors.
+macro_rules! checksum {
+    ($x:expr) => {{
+        let x = &$x;
+        let found: Option<String> = [
+            ("CRC32", x.checksum_crc32()),
+            ("CRC32C", x.checksum_crc32_c()),
+            ("CRC64NVME", x.checksum_crc64_nvme()),
+            ("SHA1", x.checksum_sha1()),
+            ("SHA256", x.checksum_sha256()),
+        ]
+        .into_iter()
+        .find_map(|(alg, v): (&str, Option<&str>)| v.map(|v| format!("{alg}:{v}")));
+        found
+    }};
 }
 
 /// base64(MD5("")): the Content-MD5 of a request without a body.
@@ -137,15 +150,7 @@ impl ObjectStore for SdkStore {
             etag: c.and_then(|c| c.e_tag()).map(|e| e.trim_matches('"').to_string()),
             version_id: out.version_id().map(str::to_string),
             kms_key_id: out.ssekms_key_id().map(str::to_string),
-            checksum: c.and_then(|c| {
-                checksum([
-                    ("CRC32", c.checksum_crc32()),
-                    ("CRC32C", c.checksum_crc32_c()),
-                    ("CRC64NVME", c.checksum_crc64_nvme()),
-                    ("SHA1", c.checksum_sha1()),
-                    ("SHA256", c.checksum_sha256()),
-                ])
-            }),
+            checksum: c.and_then(|c| checksum!(c)),
         })
     }
 
@@ -160,13 +165,7 @@ impl ObjectStore for SdkStore {
             .send()
             .await
             .map_err(call_error)?;
-        let sum = checksum([
-            ("CRC32", out.checksum_crc32()),
-            ("CRC32C", out.checksum_crc32_c()),
-            ("CRC64NVME", out.checksum_crc64_nvme()),
-            ("SHA1", out.checksum_sha1()),
-            ("SHA256", out.checksum_sha256()),
-        ]);
+        let sum = checksum!(out);
         Ok(HeadResult {
             etag: out.e_tag().map(|e| e.trim_matches('"').to_string()),
             version_id: out.version_id().map(str::to_string),
@@ -328,19 +327,7 @@ impl ObjectStore for SdkStore {
             message: "UploadPartCopy answered without an ETag".into(),
             status: None,
         })?;
-        Ok(CompletedPart {
-            part_number: r.part_number,
-            etag,
-            checksum: c.and_then(|c| {
-                checksum([
-                    ("CRC32", c.checksum_crc32()),
-                    ("CRC32C", c.checksum_crc32_c()),
-                    ("CRC64NVME", c.checksum_crc64_nvme()),
-                    ("SHA1", c.checksum_sha1()),
-                    ("SHA256", c.checksum_sha256()),
-                ])
-            }),
-        })
+        Ok(CompletedPart { part_number: r.part_number, etag, checksum: c.and_then(|c| checksum!(c)) })
     }
 
     async fn complete_multipart(
@@ -379,13 +366,7 @@ impl ObjectStore for SdkStore {
             etag: out.e_tag().map(|e| e.trim_matches('"').to_string()),
             version_id: out.version_id().map(str::to_string),
             kms_key_id: out.ssekms_key_id().map(str::to_string),
-            checksum: checksum([
-                ("CRC32", out.checksum_crc32()),
-                ("CRC32C", out.checksum_crc32_c()),
-                ("CRC64NVME", out.checksum_crc64_nvme()),
-                ("SHA1", out.checksum_sha1()),
-                ("SHA256", out.checksum_sha256()),
-            ]),
+            checksum: checksum!(out),
         })
     }
 

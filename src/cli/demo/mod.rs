@@ -149,9 +149,7 @@ fn live(args: &DemoArgs, dir: &Path, runtime: &tokio::runtime::Runtime) -> Resul
     eprintln!();
     let run_args = RunArgs {
         state: state.clone(),
-        endpoint_url: None,
-        region: None,
-        virtual_host: false,
+        connect: Default::default(),
         kms_rps: None,
         s3_rps: None,
         concurrency: None,
