@@ -152,3 +152,75 @@ mod tests {
         assert!(decode_form_key("k".repeat(1024).as_bytes()).is_ok());
     }
 }
+
+#[cfg(test)]
+pub(crate) mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Keys as S3 allows them: any Unicode, heavy on what the encodings must escape
+    /// (commas, quotes, CR, LF, `%`, `+`, spaces), cut to at most `max` bytes of UTF-8.
+    pub fn key(max: usize) -> impl Strategy<Value = String> {
+        let ch = prop_oneof![
+            4 => any::<char>(),
+            2 => prop::sample::select(vec![',', '"', '\n', '\r', '%', '+', ' ', '/', '\t', '\'', '\0', 'é', '日']),
+            2 => prop::char::range('a', 'z'),
+        ];
+        prop::collection::vec(ch, 1..=max).prop_map(move |chars| {
+            let mut k = String::new();
+            for c in chars {
+                if k.len() + c.len_utf8() > max {
+                    break;
+                }
+                k.push(c);
+            }
+            k
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn encoded_keys_decode_to_themselves(key in key(MAX_KEY_BYTES)) {
+            let enc = encode_form_key(&key);
+            prop_assert!(enc.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~/*+%".contains(&b)), "{enc}");
+            prop_assert_eq!(decode_form_key(enc.as_bytes()), Ok(key.clone()));
+            // The path encoding is plain percent-encoding: decoding it as form data is exact too.
+            prop_assert_eq!(decode_form_key(encode_path(&key).as_bytes()), Ok(key));
+        }
+
+        #[test]
+        fn keys_over_the_limit_are_refused(key in key(MAX_KEY_BYTES + 200)) {
+            let got = decode_form_key(encode_form_key(&key).as_bytes());
+            if key.len() > MAX_KEY_BYTES {
+                prop_assert_eq!(got, Err(KeyError::TooLong(key.len())));
+            } else {
+                prop_assert_eq!(got, Ok(key));
+            }
+        }
+
+        /// Arbitrary bytes, with `%`, `+` and hex digits common: an error or a key, never a
+        /// panic; and a key, re-encoded, decodes to itself.
+        #[test]
+        fn arbitrary_bytes_never_panic(raw in prop::collection::vec(
+            prop_oneof![
+                3 => any::<u8>(),
+                1 => Just(b'%'),
+                1 => Just(b'+'),
+                1 => prop::sample::select(b"0123456789abcdefABCDEF".to_vec()),
+            ],
+            0..1200,
+        )) {
+            match decode_form_key(&raw) {
+                Ok(key) => {
+                    prop_assert!(!key.is_empty() && key.len() <= MAX_KEY_BYTES);
+                    prop_assert_eq!(decode_form_key(encode_form_key(&key).as_bytes()), Ok(key));
+                }
+                Err(KeyError::BadPercent(shown, at)) => {
+                    prop_assert_eq!(raw[at], b'%');
+                    prop_assert!(shown.starts_with('%'));
+                }
+                Err(_) => {}
+            }
+        }
+    }
+}

@@ -50,8 +50,8 @@ pub struct ManifestFile {
 impl Manifest {
     /// Parse manifest bytes; `path` names the manifest in errors.
     pub fn parse(path: &str, bytes: &[u8]) -> Result<Manifest, InventoryError> {
-        let raw: RawManifest = serde_json::from_slice(bytes)
-            .map_err(|source| InventoryError::ManifestJson { path: path.into(), source })?;
+        let raw: RawManifest =
+            serde_json::from_slice(bytes).map_err(|error| InventoryError::ManifestJson { path: path.into(), error })?;
         let bad =
             |field: &'static str, reason: String| InventoryError::BadManifest { path: path.into(), field, reason };
         match raw.file_format.as_str() {
@@ -184,5 +184,153 @@ mod tests {
         )
         .unwrap();
         assert!(m.files.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::inventory::synthetic::FULL_SCHEMA;
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    /// Any JSON value, its strings and keys often ones a manifest uses.
+    fn value() -> impl Strategy<Value = Value> {
+        let words = prop::sample::select(vec![
+            "CSV",
+            "ORC",
+            "Parquet",
+            "csv",
+            "",
+            "Bucket, Key",
+            FULL_SCHEMA,
+            "1715043600000",
+            "-1",
+            "1e3",
+            "d41d8cd98f00b204e9800998ecf8427e",
+            "data/a.csv.gz",
+            "arn:aws:s3:::dest",
+        ]);
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_filter("JSON has no NaN or infinity", |f| f.is_finite()).prop_map(Value::from),
+            words.prop_map(Value::from),
+            "\\PC{0,16}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map(field_name(), inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn field_name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            3 => prop::sample::select(vec![
+                "sourceBucket", "destinationBucket", "version", "creationTimestamp", "fileFormat", "fileSchema",
+                "files", "key", "size", "MD5checksum",
+            ])
+            .prop_map(str::to_string),
+            1 => "\\PC{0,8}",
+        ]
+    }
+
+    /// A manifest with each field right, wrong-typed, odd or missing.
+    fn manifest_like() -> impl Strategy<Value = Value> {
+        let file = (
+            prop_oneof![6 => Just(json!("inventory/b/c/data/a.csv.gz")), 1 => Just(json!("")), 1 => value()],
+            prop_oneof![4 => Just(json!(123)), 1 => Just(json!(-1)), 1 => Just(Value::Null), 1 => value()],
+            prop_oneof![
+                4 => Just(json!("D41D8CD98F00B204E9800998ECF8427E")),
+                1 => Just(json!("xyz")),
+                1 => Just(Value::Null),
+                1 => value(),
+            ],
+        )
+            .prop_map(|(key, size, md5)| json!({ "key": key, "size": size, "MD5checksum": md5 }));
+        let field = |good: Value| prop_oneof![12 => Just(Some(good)), 1 => value().prop_map(Some), 1 => Just(None)];
+        (
+            field(json!("src")),
+            field(json!("arn:aws:s3:::dest")),
+            field(json!("1715043600000")),
+            field(json!("CSV")),
+            field(json!(FULL_SCHEMA)),
+            prop_oneof![
+                12 => prop::collection::vec(file, 0..4).prop_map(|f| Some(Value::Array(f))),
+                1 => value().prop_map(Some),
+                1 => Just(None),
+            ],
+        )
+            .prop_map(|(source, dest, created, format, schema, files)| {
+                let mut m = serde_json::Map::new();
+                for (k, v) in [
+                    ("sourceBucket", source),
+                    ("destinationBucket", dest),
+                    ("creationTimestamp", created),
+                    ("fileFormat", format),
+                    ("fileSchema", schema),
+                    ("files", files),
+                ] {
+                    if let Some(v) = v {
+                        m.insert(k.to_string(), v);
+                    }
+                }
+                Value::Object(m)
+            })
+    }
+
+    /// What a parsed manifest promises.
+    fn check(m: &Manifest) -> Result<(), TestCaseError> {
+        prop_assert!(m.schema.bucket < m.schema.width && m.schema.key < m.schema.width);
+        for f in &m.files {
+            prop_assert!(!f.key.is_empty());
+            if let Some(md5) = &f.md5 {
+                prop_assert!(md5.len() == 32 && md5.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        /// Manifest-shaped JSON, whole, cut short, or with a byte changed: a manifest or an
+        /// error naming the file, never a panic.
+        #[test]
+        fn json_ish_manifests_never_panic(
+            v in prop_oneof![3 => manifest_like(), 1 => value()],
+            pretty in any::<bool>(),
+            damage in any::<prop::sample::Index>(),
+            how in prop_oneof![3 => Just(0u8), 1 => Just(1), 1 => Just(2), 1 => Just(3)],
+        ) {
+            let mut bytes = if pretty { serde_json::to_vec_pretty(&v) } else { serde_json::to_vec(&v) }.unwrap();
+            let at = damage.index(bytes.len());
+            match how {
+                0 => {}
+                1 => bytes.truncate(at),
+                2 => {
+                    let odd = b"{}[]\",:0\\\xFF";
+                    bytes[at] = odd[at % odd.len()];
+                }
+                _ => bytes.insert(at, b'"'),
+            }
+            match Manifest::parse("m.json", &bytes) {
+                Ok(m) => check(&m)?,
+                Err(e) => prop_assert!(e.to_string().starts_with("m.json: "), "{e}"),
+            }
+            // And its checksum file, whatever it holds.
+            let _ = verify_checksum("m.json", &bytes, &bytes[..at]);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            match Manifest::parse("m.json", &bytes) {
+                Ok(m) => check(&m)?,
+                Err(e) => prop_assert!(e.to_string().starts_with("m.json: "), "{e}"),
+            }
+        }
     }
 }

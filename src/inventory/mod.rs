@@ -24,10 +24,12 @@ use thiserror::Error;
 /// for rows, the row, line and field, so a person can open the file and look.
 #[derive(Debug, Error)]
 pub enum InventoryError {
-    #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
-    #[error("{path}: not a valid inventory manifest: {source}")]
-    ManifestJson { path: String, source: serde_json::Error },
+    // The causes are named `error`, not `source`: a `source` would also be reported as the
+    // error's cause, and `rekey: error: {e:#}` would print it twice.
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
+    #[error("{path}: not a valid inventory manifest: {error}")]
+    ManifestJson { path: String, error: serde_json::Error },
     #[error("{path}: field {field}: {reason}")]
     BadManifest { path: String, field: &'static str, reason: String },
     #[error("{path}: fileFormat {format} is not supported yet; configure the inventory as CSV (ORC and Parquet are planned)")]
@@ -40,8 +42,8 @@ pub enum InventoryError {
     SizeMismatch { file: String, expected: u64, actual: u64 },
     #[error("{file}: MD5 is {actual} but the manifest says {expected} (corrupt or replaced file)")]
     Md5Mismatch { file: String, expected: String, actual: String },
-    #[error("{file}: cannot read: {source} (truncated, or not gzip?)")]
-    Read { file: String, source: std::io::Error },
+    #[error("{file}: cannot read: {error} (truncated, or not gzip?)")]
+    Read { file: String, error: std::io::Error },
     #[error("{file}: row {row} (line {line}): {error}")]
     BadRow { file: String, row: u64, line: u64, error: RowError },
     #[error("{path}: fileSchema has no EncryptionStatus column; enable the optional field EncryptionStatus in the inventory configuration, or pass --assume-encryption SSE-S3|NOT-SSE")]

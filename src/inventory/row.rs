@@ -367,3 +367,112 @@ mod tests {
         assert!(d.decode(&record("b")).is_err());
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::inventory::keys::MAX_KEY_BYTES;
+    use crate::inventory::synthetic::FULL_SCHEMA;
+    use proptest::prelude::*;
+
+    /// A field: one a real report holds, one nearly so, or arbitrary bytes.
+    fn field() -> impl Strategy<Value = Vec<u8>> {
+        let plausible: Vec<&[u8]> = vec![
+            b"",
+            b"src-bucket",
+            b"true",
+            b"FALSE",
+            b"yes",
+            b"SSE-S3",
+            b"NOT-SSE",
+            b"SSE-KMS",
+            b"AES256",
+            b"STANDARD",
+            b"GLACIER",
+            b"DEEP_ARCHIVE_ACCESS",
+            b"0",
+            b"123",
+            b"-1",
+            b"18446744073709551616",
+            b"2024-05-06T22:44:22.000Z",
+            b"2024-02-30T00:00:00Z",
+            b"On",
+            b"off",
+            b"GOVERNANCE",
+            b"ENABLED",
+            b"SHA-256",
+            b"a+b%2Bc%25.txt",
+            b"%ZZ",
+            b"%C3%28",
+            b"%",
+            b"\"etag\"",
+            b"\xEF\xBB\xBFk",
+            b"\xFF\xFE",
+        ];
+        prop_oneof![
+            3 => prop::sample::select(plausible).prop_map(|f| f.to_vec()),
+            1 => prop::collection::vec(any::<u8>(), 0..40),
+            1 => "\\PC{0,20}".prop_map(String::into_bytes),
+        ]
+    }
+
+    fn decoders() -> Vec<RowDecoder> {
+        let full = Schema::parse(FULL_SCHEMA).unwrap();
+        vec![
+            RowDecoder { schema: full.clone(), assume_encryption: None, batch_ops: false },
+            RowDecoder {
+                schema: Schema::parse("Bucket, Key").unwrap(),
+                assume_encryption: Some(EncryptionStatus::NotSse),
+                batch_ops: false,
+            },
+            RowDecoder {
+                schema: Schema::batch_ops(),
+                assume_encryption: Some(EncryptionStatus::SseS3),
+                batch_ops: true,
+            },
+        ]
+    }
+
+    proptest! {
+        /// Any record, whatever its width: a row or an error naming a column, never a panic.
+        #[test]
+        fn arbitrary_records_never_panic(
+            fields in prop::collection::vec(field(), 0..22),
+            pad_to_full_width in any::<bool>(),
+        ) {
+            let mut fields = fields;
+            if pad_to_full_width {
+                fields.resize(FULL_SCHEMA.split(',').count(), Vec::new());
+            }
+            let rec = ByteRecord::from(fields);
+            for d in decoders() {
+                match d.decode(&rec) {
+                    Ok(row) => {
+                        prop_assert!(!row.key.is_empty() && row.key.len() <= MAX_KEY_BYTES);
+                        prop_assert!(!row.bucket.is_empty());
+                        prop_assert!(row.encryption.is_some() || row.is_delete_marker);
+                    }
+                    Err(e) => {
+                        prop_assert!(e.field == "(row)" || d.schema.names.contains(&e.field), "{e}");
+                        prop_assert!(!e.reason.is_empty());
+                    }
+                }
+            }
+        }
+
+        /// Any fileSchema: a schema whose required columns are inside it, or an error.
+        #[test]
+        fn arbitrary_schemas_never_panic(names in prop::collection::vec(
+            prop_oneof![
+                prop::sample::select(FULL_SCHEMA.split(", ").collect::<Vec<_>>()).prop_map(str::to_string),
+                "\\PC{0,12}",
+            ],
+            0..24,
+        )) {
+            if let Ok(s) = Schema::parse(&names.join(",")) {
+                prop_assert_eq!(s.width, s.names.len());
+                prop_assert!(s.bucket < s.width && s.key < s.width && s.bucket != s.key);
+            }
+        }
+    }
+}

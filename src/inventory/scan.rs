@@ -133,10 +133,13 @@ fn read_records<S, F>(
 where
     F: Fn(&mut S, Result<InventoryRow, BadRow>) -> Result<(), InventoryError>,
 {
+    let probe = LineEndProbe { inner: input, style: LineEnd::Unknown, in_quotes: false, pending_cr: false, eof: false };
     let mut reader =
-        csv::ReaderBuilder::new().has_headers(false).flexible(true).buffer_capacity(256 * 1024).from_reader(input);
+        csv::ReaderBuilder::new().has_headers(false).flexible(true).buffer_capacity(256 * 1024).from_reader(probe);
     let mut record = csv::ByteRecord::new();
     let mut row: u64 = 0;
+    // Line numbers for CR-only files, which csv does not count (see `record_line`).
+    let mut cr_line: u64 = 1;
     loop {
         match reader.read_byte_record(&mut record) {
             Ok(true) => {}
@@ -151,10 +154,14 @@ where
         if row % 4096 == 0 && failed.load(Ordering::Relaxed) {
             return Err(InventoryError::Aborted);
         }
+        let this_cr_line = cr_line;
+        if !matches!(reader.get_ref().style, LineEnd::Lf | LineEnd::CrLf) {
+            cr_line += 1 + record.as_slice().iter().filter(|&&b| b == b'\r').count() as u64;
+        }
         let decoded = inv.decoder.decode(&record).map_err(|error| BadRow {
             file: name.to_string(),
             row,
-            line: record.position().map(|p| p.line()).unwrap_or(row),
+            line: record_line(&record, reader.position().line(), reader.get_ref(), this_cr_line),
             error,
         });
         per_row(state, decoded)?;
@@ -163,8 +170,87 @@ where
     // broke off at a record boundary.
     let mut rest = reader.into_inner();
     std::io::copy(&mut rest, &mut std::io::sink())
-        .map_err(|source| InventoryError::Read { file: name.into(), source })?;
+        .map_err(|error| InventoryError::Read { file: name.into(), error })?;
     Ok(row)
+}
+
+/// How a data file ends its lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LineEnd {
+    /// No line end seen yet.
+    Unknown,
+    Lf,
+    CrLf,
+    Cr,
+}
+
+/// Passes a data file through unchanged, noting how it ends its lines (the first CR or LF
+/// outside double quotes decides; after that it costs a comparison per read) and whether
+/// its end was reached.
+struct LineEndProbe<R> {
+    inner: R,
+    style: LineEnd,
+    in_quotes: bool,
+    pending_cr: bool,
+    /// csv asks for more input only when what it holds ends inside a record, so a record
+    /// returned after the end was reached is the last one, and has no line end.
+    eof: bool,
+}
+
+impl<R: Read> Read for LineEndProbe<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.eof = true;
+        }
+        if self.style == LineEnd::Unknown {
+            self.probe(&buf[..n]);
+        }
+        Ok(n)
+    }
+}
+
+impl<R> LineEndProbe<R> {
+    fn probe(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() && self.pending_cr {
+            self.style = LineEnd::Cr;
+        }
+        for &b in bytes {
+            if self.pending_cr {
+                self.style = if b == b'\n' { LineEnd::CrLf } else { LineEnd::Cr };
+                return;
+            }
+            match b {
+                b'"' => self.in_quotes = !self.in_quotes,
+                b'\n' if !self.in_quotes => {
+                    self.style = LineEnd::Lf;
+                    return;
+                }
+                b'\r' if !self.in_quotes => self.pending_cr = true,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The line a record starts on, counting LF, CRLF and CR each as one line end.
+///
+/// csv's own record position is where the reader stood when the record was asked for:
+/// before the blank lines it then skipped and, in a CRLF file, before the previous record's
+/// LF. So the line is worked back from where the reader stands after the record
+/// (`end_line`; csv counts LF bytes): less the LFs inside the record, less the LF that
+/// ended it (in an LF file, unless the file ended first; a CRLF file's record ends at its
+/// CR). csv counts no lines in a CR-only file: there the caller's own count (`cr_line`,
+/// blind to blank lines) is used.
+fn record_line<R>(record: &csv::ByteRecord, end_line: u64, probe: &LineEndProbe<R>, cr_line: u64) -> u64 {
+    let start = record.position().map(|p| p.line()).unwrap_or(1);
+    let inner = record.as_slice().iter().filter(|&&b| b == b'\n').count() as u64;
+    match probe.style {
+        LineEnd::Lf => end_line.saturating_sub(inner + u64::from(!probe.eof)).max(start),
+        LineEnd::CrLf => end_line.saturating_sub(inner).max(start),
+        LineEnd::Cr => cr_line,
+        LineEnd::Unknown => start,
+    }
 }
 
 fn strip_bom(record: &mut csv::ByteRecord) {
@@ -179,10 +265,206 @@ fn strip_bom(record: &mut csv::ByteRecord) {
 
 fn csv_error(file: &str, rows_read: u64, e: csv::Error) -> InventoryError {
     match e.into_kind() {
-        csv::ErrorKind::Io(source) => InventoryError::Read { file: file.into(), source },
+        csv::ErrorKind::Io(error) => InventoryError::Read { file: file.into(), error },
         other => InventoryError::Read {
             file: file.into(),
-            source: std::io::Error::other(format!("after row {rows_read}: {other:?}")),
+            error: std::io::Error::other(format!("after row {rows_read}: {other:?}")),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::schema::Schema;
+    use crate::inventory::{DataFile, EncryptionStatus, Location, RowDecoder};
+
+    /// (row, line) of every row of `data`, a plain CSV file whose every row is bad.
+    fn bad_row_lines(data: &[u8]) -> Vec<(u64, u64)> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("part.csv");
+        std::fs::write(&path, data).unwrap();
+        let inv = Inventory {
+            source: "test".into(),
+            source_bucket: None,
+            created_ms: None,
+            decoder: RowDecoder {
+                schema: Schema::parse("Bucket, Key, Size").unwrap(),
+                assume_encryption: Some(EncryptionStatus::SseS3),
+                batch_ops: false,
+            },
+            files: vec![DataFile { location: Location::Local(path), size: None, md5: None, gzip: false }],
+            verify: false,
+        };
+        let (mut states, _) = scan(&inv, None, 1, Vec::new, |seen: &mut Vec<(u64, u64)>, row| {
+            let bad = row.expect_err("every row has a bad Size");
+            assert_eq!(bad.error.field, "Size");
+            seen.push((bad.row, bad.line));
+            Ok(())
+        })
+        .unwrap();
+        states.pop().unwrap()
+    }
+
+    #[test]
+    fn line_numbers_whatever_the_line_ends() {
+        let cases: [(&str, &[u8], &[u64]); 11] = [
+            ("LF", b"b,k1,x\nb,k2,x\nb,k3,x\n", &[1, 2, 3]),
+            ("CRLF", b"b,k1,x\r\nb,k2,x\r\nb,k3,x\r\n", &[1, 2, 3]),
+            ("CR", b"b,k1,x\rb,k2,x\rb,k3,x\r", &[1, 2, 3]),
+            ("LF, blank lines", b"\nb,k1,x\n\n\nb,k2,x\n\nb,k3,x\n", &[2, 5, 7]),
+            ("CRLF, blank lines", b"\r\nb,k1,x\r\n\r\n\r\nb,k2,x\r\n\r\nb,k3,x\r\n", &[2, 5, 7]),
+            ("LF, multi-line record", b"b,\"k\n\n1\",x\nb,k2,x\n", &[1, 4]),
+            ("CRLF, multi-line record", b"b,\"k\r\n1\",x\r\nb,k2,x\r\n", &[1, 3]),
+            ("LF, no line end at the end", b"b,k1,x\nb,k2,x", &[1, 2]),
+            ("LF, blank line then no line end", b"b,k1,x\n\nb,k2,x", &[1, 3]),
+            ("CRLF, blank line then no line end", b"b,k1,x\r\n\r\nb,k2,x", &[1, 3]),
+            ("BOM, LF", b"\xEF\xBB\xBFb,k1,x\nb,k2,x\n", &[1, 2]),
+        ];
+        for (name, data, lines) in cases {
+            let got = bad_row_lines(data);
+            let want: Vec<(u64, u64)> = lines.iter().enumerate().map(|(i, &l)| (i as u64 + 1, l)).collect();
+            assert_eq!(got, want, "{name}");
+        }
+    }
+
+    #[test]
+    fn line_ends_are_probed_outside_quotes() {
+        let mut p = LineEndProbe {
+            inner: std::io::empty(),
+            style: LineEnd::Unknown,
+            in_quotes: false,
+            pending_cr: false,
+            eof: false,
+        };
+        p.probe(b"\"a\nb\",c\r");
+        assert_eq!((p.style, p.pending_cr), (LineEnd::Unknown, true));
+        p.probe(b"\n");
+        assert_eq!(p.style, LineEnd::CrLf);
+    }
+
+    mod props {
+        use super::*;
+        use crate::inventory::keys::{encode_form_key, props::key, MAX_KEY_BYTES};
+        use flate2::write::GzEncoder;
+        use proptest::prelude::*;
+        use std::io::Write;
+
+        const SCHEMA: &str = "Bucket, Key, VersionId, IsLatest, Size, EncryptionStatus";
+
+        fn inventory() -> Inventory {
+            Inventory {
+                source: "test".into(),
+                source_bucket: None,
+                created_ms: None,
+                decoder: RowDecoder {
+                    schema: Schema::parse(SCHEMA).unwrap(),
+                    assume_encryption: None,
+                    batch_ops: false,
+                },
+                files: Vec::new(),
+                verify: false,
+            }
+        }
+
+        /// Every row (or the first error) the inventory row reader makes of `data`: plain,
+        /// or gunzipped first, as `read_file` does.
+        fn read(data: &[u8], gzip: bool) -> Result<Vec<InventoryRow>, InventoryError> {
+            let inv = inventory();
+            let failed = AtomicBool::new(false);
+            let mut rows = Vec::new();
+            let per_row = |rows: &mut Vec<InventoryRow>, row: Result<InventoryRow, BadRow>| {
+                rows.push(row?);
+                Ok(())
+            };
+            if gzip {
+                let mut gz = MultiGzDecoder::new(std::io::BufReader::new(data));
+                read_records(&inv, "part.csv.gz", &mut gz, &failed, &mut rows, &per_row)?;
+            } else {
+                read_records(&inv, "part.csv", &mut &data[..], &failed, &mut rows, &per_row)?;
+            }
+            Ok(rows)
+        }
+
+        fn gzip(data: &[u8]) -> Vec<u8> {
+            let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(data).unwrap();
+            gz.finish().unwrap()
+        }
+
+        /// A row's (key, version id): a version id is any non-empty text, taken as it is.
+        fn object() -> impl Strategy<Value = (String, String)> {
+            (key(MAX_KEY_BYTES), key(64))
+        }
+
+        proptest! {
+            /// S3's writer (every field quoted, LF) and others' (quotes where needed, CRLF,
+            /// a BOM): every key comes back as it went in, whatever it holds.
+            #[test]
+            fn keys_round_trip_through_csv_and_the_row_reader(
+                objects in prop::collection::vec(object(), 1..8),
+                always_quote in any::<bool>(),
+                crlf in any::<bool>(),
+                bom in any::<bool>(),
+                gzipped in any::<bool>(),
+            ) {
+                let mut w = csv::WriterBuilder::new()
+                    .quote_style(if always_quote { csv::QuoteStyle::Always } else { csv::QuoteStyle::Necessary })
+                    .terminator(if crlf { csv::Terminator::CRLF } else { csv::Terminator::Any(b'\n') })
+                    .from_writer(if bom { b"\xEF\xBB\xBF".to_vec() } else { Vec::new() });
+                for (i, (key, version)) in objects.iter().enumerate() {
+                    let size = i.to_string();
+                    w.write_record([
+                        "src-bucket",
+                        &encode_form_key(key),
+                        version,
+                        "true",
+                        &size,
+                        "SSE-S3",
+                    ])
+                    .unwrap();
+                }
+                let data = w.into_inner().unwrap();
+                let data = if gzipped { gzip(&data) } else { data };
+                let rows = read(&data, gzipped).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(rows.len(), objects.len());
+                for (i, (row, (key, version))) in rows.iter().zip(&objects).enumerate() {
+                    prop_assert_eq!(&row.bucket, "src-bucket");
+                    prop_assert_eq!(&row.key, key);
+                    prop_assert_eq!(row.version_id.as_ref(), Some(version));
+                    prop_assert_eq!(row.size, Some(i as u64));
+                }
+            }
+
+            /// Arbitrary bytes, plain or in gzip (whole, cut short, or with a byte changed):
+            /// rows or an error, never a panic.
+            #[test]
+            fn arbitrary_data_files_never_panic(
+                raw in prop::collection::vec(prop_oneof![
+                    4 => any::<u8>(),
+                    4 => prop::sample::select(b",,\"\"\n\r%+ab1".to_vec()),
+                    1 => prop::sample::select(vec![0xEFu8, 0xBB, 0xBF]),
+                ], 0..3000),
+                damage in any::<prop::sample::Index>(),
+                how in 0u8..4,
+            ) {
+                let _ = read(&raw, false);
+                let _ = read(&raw, true);
+                let mut gz = gzip(&raw);
+                let at = damage.index(gz.len());
+                match how {
+                    0 => {}
+                    1 => gz.truncate(at),
+                    2 => gz[at] ^= 0x5A,
+                    _ => gz.extend_from_slice(&raw),
+                }
+                match read(&gz, true) {
+                    // An undamaged stream reads as the plain bytes do.
+                    Ok(rows) if how == 0 => prop_assert_eq!(Some(rows), read(&raw, false).ok()),
+                    Ok(_) => {}
+                    Err(e) => prop_assert!(e.to_string().starts_with("part.csv.gz: "), "{e}"),
+                }
+            }
+        }
     }
 }

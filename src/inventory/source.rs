@@ -128,13 +128,13 @@ impl Inventory {
                 let (bytes, checksum) = match &location {
                     Location::Local(path) => {
                         let bytes =
-                            std::fs::read(path).map_err(|source| InventoryError::Io { path: src.into(), source })?;
+                            std::fs::read(path).map_err(|error| InventoryError::Io { path: src.into(), error })?;
                         let checksum_path = path.with_extension("checksum");
                         let checksum = match std::fs::read(&checksum_path) {
                             Ok(c) => Some(c),
                             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-                            Err(source) => {
-                                return Err(InventoryError::Io { path: checksum_path.display().to_string(), source })
+                            Err(error) => {
+                                return Err(InventoryError::Io { path: checksum_path.display().to_string(), error })
                             }
                         };
                         (bytes, checksum)
@@ -193,9 +193,8 @@ impl Inventory {
         let name = file.location.to_string();
         let (inner, len): (Box<dyn Read + Send>, u64) = match &file.location {
             Location::Local(path) => {
-                let f =
-                    std::fs::File::open(path).map_err(|source| InventoryError::Io { path: name.clone(), source })?;
-                let len = f.metadata().map_err(|source| InventoryError::Io { path: name.clone(), source })?.len();
+                let f = std::fs::File::open(path).map_err(|error| InventoryError::Io { path: name.clone(), error })?;
+                let len = f.metadata().map_err(|error| InventoryError::Io { path: name.clone(), error })?.len();
                 (Box::new(f), len)
             }
             Location::S3 { bucket, key } => {
@@ -273,7 +272,7 @@ impl VerifyingReader {
     /// Read whatever the decoder left (gzip trailers, padding) and check the MD5.
     pub fn finish(mut self) -> Result<u64, InventoryError> {
         io::copy(&mut self, &mut io::sink())
-            .map_err(|source| InventoryError::Read { file: self.name.clone(), source })?;
+            .map_err(|error| InventoryError::Read { file: self.name.clone(), error })?;
         if let Some(expected) = &self.expected_md5 {
             let actual = manifest::hex(&self.hasher.finalize_reset());
             if &actual != expected {

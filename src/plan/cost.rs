@@ -122,7 +122,9 @@ impl CostModel {
                 c.noncurrent_storage_usd_per_month = billable_gib * p.storage_per_gib_month;
             } else if let (Some(created), Some(modified)) = (self.inventory_created_ms, last_modified_ms) {
                 // No LastModifiedDate, no fee: the README states this assumption.
-                let age_days = ((created - modified) as f64 / DAY_MS).max(0.0);
+                // Saturating: both come from the inventory, and a nonsense timestamp must
+                // not wrap an age of millennia into a young object.
+                let age_days = (created.saturating_sub(modified) as f64 / DAY_MS).max(0.0);
                 let remaining = (p.min_storage_days - age_days).max(0.0);
                 c.early_deletion_usd = billable_gib * p.storage_per_gib_month * remaining / 30.0;
             }
@@ -257,6 +259,16 @@ mod tests {
     }
 
     #[test]
+    fn absurd_timestamps_do_not_wrap() {
+        // 2^64 - 1 ms apart: i64 subtraction wraps to -1 ms, which would bill 30 days.
+        let m = CostModel { inventory_created_ms: Some(i64::MAX), ..model(false, false) };
+        assert_eq!(m.object(Method::Copy, StorageClass::StandardIa, GIB, Some(i64::MIN)).early_deletion_usd, 0.0);
+        let m = CostModel { inventory_created_ms: Some(i64::MIN), ..model(false, false) };
+        let c = m.object(Method::Copy, StorageClass::StandardIa, GIB, Some(i64::MAX));
+        assert!(close(c.early_deletion_usd, 0.0125 * 30.0 / 30.0), "modified after the inventory: the full 30 days");
+    }
+
+    #[test]
     fn quota_table_and_duration() {
         assert_eq!(KmsQuota::for_region("us-east-1").rps, 100_000.0);
         assert_eq!(KmsQuota::for_region("eu-central-1").rps, 20_000.0);
@@ -267,5 +279,133 @@ mod tests {
         assert!(close(secs, 100_000.0 / 3500.0) && bound == "s3");
         c.s3_put_class = 1;
         assert_eq!(pace.duration(&c), (2.0, "kms"));
+    }
+}
+
+/// Properties of the per-object cost, over every method and class, sizes up to 5 TiB,
+/// any timestamps and any valid price table (the totals' are in `estimate`).
+#[cfg(test)]
+pub(crate) mod props {
+    use super::*;
+    use crate::plan::prices::ClassPrices;
+    use proptest::prelude::*;
+
+    /// S3's largest object.
+    pub const MAX_OBJECT: u64 = 5 * 1024 * GIB;
+
+    pub fn method() -> impl Strategy<Value = Method> {
+        prop::sample::select(Method::ALL.to_vec())
+    }
+
+    pub fn class() -> impl Strategy<Value = StorageClass> {
+        prop::sample::select(StorageClass::ALL.to_vec())
+    }
+
+    /// Sizes spread over every order of magnitude, with the edges.
+    pub fn size() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            Just(0u64),
+            Just(1),
+            Just(5 * GIB),
+            Just(5 * GIB + 1),
+            Just(MAX_OBJECT),
+            (0u32..=43).prop_flat_map(|bits| 0..=(1u64 << bits).min(MAX_OBJECT)),
+        ]
+    }
+
+    /// Timestamps: near the inventory's, or anything an i64 holds.
+    pub fn timestamp() -> impl Strategy<Value = Option<i64>> {
+        prop_oneof![
+            Just(None),
+            (-400_000i64..400_000).prop_map(|m| Some(1_715_043_600_000 + m * 60_000)),
+            any::<i64>().prop_map(Some),
+        ]
+    }
+
+    /// Prices as `--prices` accepts them: finite, zero or more, the reduction at most 1.
+    pub fn prices() -> impl Strategy<Value = PriceTable> {
+        let price = || prop_oneof![Just(0.0), 0.0..1.0, 0.0..1e6];
+        let class_prices = (price(), price(), price(), price(), 0.0..400.0, 0..=GIB).prop_map(
+            |(put, get, retrieval, storage, days, min_bytes)| ClassPrices {
+                put_per_1k: put,
+                get_per_1k: get,
+                retrieval_per_gib: retrieval,
+                storage_per_gib_month: storage,
+                min_storage_days: days,
+                min_billable_bytes: min_bytes,
+            },
+        );
+        prop_oneof![
+            Just(PriceTable::default()),
+            (prop::collection::vec(class_prices, StorageClass::ALL.len()), price(), 0.0..=1.0).prop_map(
+                |(classes, kms, reduction)| {
+                    let mut t = PriceTable::default();
+                    for (c, p) in StorageClass::ALL.iter().zip(classes) {
+                        t.class.insert(*c, p);
+                    }
+                    t.kms_per_10k_requests = kms;
+                    t.bucket_key_reduction = reduction;
+                    t
+                }
+            ),
+        ]
+    }
+
+    pub fn model() -> impl Strategy<Value = CostModel> {
+        (prices(), any::<bool>(), any::<bool>(), timestamp()).prop_map(|(prices, versioned, bucket_key, created)| {
+            CostModel { prices, versioned, bucket_key, inventory_created_ms: created }
+        })
+    }
+
+    fn money(c: &ObjectCost) -> [f64; 7] {
+        [
+            c.kms_effective,
+            c.s3_requests_usd,
+            c.retrieval_usd,
+            c.kms_usd,
+            c.early_deletion_usd,
+            c.noncurrent_storage_usd_per_month,
+            c.total_usd(),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn costs_are_finite_and_never_negative(
+            m in model(), method in method(), class in class(), size in size(), modified in timestamp()
+        ) {
+            let c = m.object(method, class, size, modified);
+            for x in money(&c) {
+                prop_assert!(x.is_finite() && x >= 0.0, "{x} in {c:?}");
+            }
+            prop_assert!(c.kms >= 1 && c.s3_put_class >= 1);
+        }
+
+        #[test]
+        fn bucket_key_never_raises_the_kms_cost(
+            m in model(), method in method(), class in class(), size in size(), modified in timestamp()
+        ) {
+            let with = CostModel { bucket_key: true, ..m.clone() }.object(method, class, size, modified);
+            let without = CostModel { bucket_key: false, ..m }.object(method, class, size, modified);
+            prop_assert!(with.kms_usd <= without.kms_usd, "{} > {}", with.kms_usd, without.kms_usd);
+            prop_assert!(with.kms_effective <= without.kms_effective);
+            prop_assert!(with.total_usd() <= without.total_usd());
+            // Nothing else changes.
+            prop_assert_eq!(with.kms, without.kms);
+            prop_assert_eq!(with.s3_requests_usd, without.s3_requests_usd);
+            prop_assert_eq!(with.retrieval_usd, without.retrieval_usd);
+            prop_assert_eq!(with.early_deletion_usd, without.early_deletion_usd);
+        }
+
+        #[test]
+        fn parts_cover_the_object_within_s3_limits(size in size()) {
+            let (count, part) = (part_count(size), part_size(size));
+            prop_assert!(count.checked_mul(part).is_some_and(|covered| covered >= size), "{count} x {part} < {size}");
+            prop_assert!((1..=10_000).contains(&count), "{count} parts");
+            // Every part but the last is at least S3's 5 MiB minimum and at most its 5 GiB maximum.
+            prop_assert!((5 * MIB..=5 * GIB).contains(&part), "part of {part} bytes");
+            // No more parts than needed.
+            prop_assert!(size == 0 || (count - 1) * part < size);
+        }
     }
 }

@@ -318,3 +318,121 @@ impl Estimate {
         }
     }
 }
+
+/// Properties of the totals: the sum of the per-object costs, and never lowered by one
+/// more object.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::inventory::EncryptionStatus;
+    use crate::plan::cost::props::{class, method, model, size, timestamp};
+    use crate::plan::cost::{KmsQuota, Pace};
+    use proptest::prelude::*;
+
+    /// A planned object: its method and its row (size unknown in some, as in Batch
+    /// Operations manifests; some locked).
+    fn object() -> impl Strategy<Value = (Method, InventoryRow)> {
+        (method(), class(), prop::option::weighted(0.9, size()), timestamp(), any::<bool>()).prop_map(
+            |(method, class, size, modified, locked)| {
+                let row = InventoryRow {
+                    bucket: "b".into(),
+                    key: "k".into(),
+                    version_id: None,
+                    is_latest: Some(true),
+                    is_delete_marker: false,
+                    size,
+                    last_modified_ms: modified,
+                    etag: None,
+                    storage_class: Some(class),
+                    encryption: Some(EncryptionStatus::NotSse),
+                    lock_mode: locked.then(|| "GOVERNANCE".to_string()),
+                    lock_retain_until: None,
+                    legal_hold: false,
+                    it_tier: None,
+                    bucket_key_enabled: None,
+                    checksum_algorithm: None,
+                };
+                (method, row)
+            },
+        )
+    }
+
+    fn estimate(t: &Tallies, model: &CostModel, classify: &ClassifyOptions) -> Estimate {
+        let inventory =
+            InventoryInfo { source: "m".into(), source_bucket: None, files: 1, rows: t.rows, created: None };
+        Estimate::build(
+            t,
+            EstimateInputs {
+                inventory,
+                model,
+                pace: Pace { kms_quota: KmsQuota::for_region("us-east-1"), kms_share: 0.5, s3_rps: 3500.0 },
+                region: "us-east-1".into(),
+                classify,
+                versioned_source: "test",
+                monthly_gets: None,
+            },
+        )
+    }
+
+    /// Equal up to float rounding in a sum of up to a few hundred terms.
+    fn near(a: f64, b: f64) -> bool {
+        (a - b).abs() <= 1e-9 * a.abs().max(b.abs()) + 1e-12
+    }
+
+    proptest! {
+        #[test]
+        fn totals_are_the_sum_of_the_objects_and_monotone(
+            model in model(),
+            objects in prop::collection::vec(object(), 0..40),
+            split in any::<prop::sample::Index>(),
+        ) {
+            let classify = ClassifyOptions::default();
+            let mut t = Tallies::default();
+            let (mut sum, mut sum_copy_only) = (0.0f64, 0.0f64);
+            let mut last = estimate(&t, &model, &classify);
+            prop_assert_eq!(last.cost_usd.total, 0.0);
+            for (method, row) in &objects {
+                let before = t.planned_total().cost.total_usd();
+                let before_copy_only = t.copy_only.total_usd();
+                t.add_planned(row, *method, &model, &classify);
+                let (class, size) = (row.storage_class.unwrap(), row.size.unwrap_or(0));
+                sum += model.object(*method, class, size, row.last_modified_ms).total_usd();
+                let copy = classify.copy_method(row.size);
+                sum_copy_only += model.object(copy, class, size, row.last_modified_ms).total_usd();
+
+                let total = t.planned_total().cost.total_usd();
+                prop_assert!(total >= before, "one more object lowered the total: {before} -> {total}");
+                prop_assert!(t.copy_only.total_usd() >= before_copy_only);
+                let e = estimate(&t, &model, &classify);
+                for (now, was) in [
+                    (e.cost_usd.total, last.cost_usd.total),
+                    (e.alternatives_usd.copy_only, last.alternatives_usd.copy_only),
+                    (e.alternatives_usd.batch_operations, last.alternatives_usd.batch_operations),
+                    (e.noncurrent_storage_usd_per_month, last.noncurrent_storage_usd_per_month),
+                    (e.duration_seconds, last.duration_seconds),
+                ] {
+                    prop_assert!(now.is_finite() && now >= 0.0 && now >= was, "{was} -> {now}");
+                }
+                last = e;
+            }
+            let all = t.planned_total();
+            prop_assert_eq!(all.objects, objects.len() as u64);
+            prop_assert!(near(all.cost.total_usd(), sum), "{} != {sum}", all.cost.total_usd());
+            prop_assert!(near(t.copy_only.total_usd(), sum_copy_only));
+            // The breakdown lines add up to the total, too.
+            let lines: f64 = t.planned.values().map(|x| x.cost.total_usd()).sum();
+            prop_assert!(near(lines, sum));
+
+            // Split over two readers and merged, as `build_plan` does: the same totals.
+            let at = if objects.is_empty() { 0 } else { split.index(objects.len() + 1) };
+            let (mut a, mut b) = (Tallies::default(), Tallies::default());
+            for (i, (method, row)) in objects.iter().enumerate() {
+                if i < at { &mut a } else { &mut b }.add_planned(row, *method, &model, &classify);
+            }
+            a.merge(b);
+            let merged = a.planned_total();
+            prop_assert_eq!((merged.objects, merged.bytes, merged.cost.kms), (all.objects, all.bytes, all.cost.kms));
+            prop_assert!(near(merged.cost.total_usd(), all.cost.total_usd()));
+        }
+    }
+}
