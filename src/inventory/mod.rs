@@ -38,6 +38,8 @@ pub enum InventoryError {
     ManifestChecksum { path: String, expected: String, actual: String },
     #[error("data file {key} not found; tried: {}", tried.join(", "))]
     DataFileNotFound { key: String, tried: Vec<String> },
+    #[error("data file key {key:?} is not a relative path (an absolute path or a `..` component): refusing to read outside the inventory")]
+    UnsafeDataKey { key: String },
     #[error("{file}: size is {actual} bytes but the manifest says {expected} (incomplete download?)")]
     SizeMismatch { file: String, expected: u64, actual: u64 },
     #[error("{file}: MD5 is {actual} but the manifest says {expected} (corrupt or replaced file)")]

@@ -226,6 +226,12 @@ impl Inventory {
 /// of the destination bucket or prefix), then the file name in the manifest's own
 /// directory and in `../data/`.
 pub fn resolve_local(manifest: &Path, key: &str) -> Result<PathBuf, InventoryError> {
+    // A manifest names data files by S3 key; joined to a local directory, an absolute key
+    // or a `..` would read any file on the machine (and --no-verify skips the MD5).
+    use std::path::Component;
+    if Path::new(key).components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+        return Err(InventoryError::UnsafeDataKey { key: key.into() });
+    }
     let dir = manifest.parent().map(Path::to_path_buf).unwrap_or_default();
     let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
     let mut tried = Vec::new();
@@ -305,6 +311,15 @@ mod tests {
         assert!(matches!(InventorySource::parse("m.csv.gz").unwrap(), InventorySource::BatchOpsCsv(_)));
         assert!(InventorySource::parse("s3://bucket-only").is_err());
         assert!(InventorySource::parse("inventory.txt").is_err());
+    }
+
+    #[test]
+    fn refuses_data_keys_that_leave_the_inventory() {
+        let m = Path::new("/tmp/inv/manifest.json");
+        for key in ["/etc/passwd", "../../etc/passwd", "data/../../secret.csv.gz"] {
+            let e = resolve_local(m, key).unwrap_err();
+            assert!(matches!(e, InventoryError::UnsafeDataKey { .. }), "{key}: {e}");
+        }
     }
 
     #[test]
