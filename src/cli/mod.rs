@@ -5,14 +5,18 @@
 //! * [`run_cmd`]: `run` and `status`.
 //! * [`preflight_cmd`]: the checks before the first object, alone or as part of `run`.
 //! * [`verify_cmd`]: `verify`, HEAD the done objects and record a verdict.
+//! * [`report_cmd`]: `report`, every object's outcome to a file, and a summary.
+//! * [`batch_ops`]: `export batch-ops` and `import batch-ops`, the S3 Batch Operations hand-off.
 //! * [`demo`]: `rekey demo`, the whole job on generated data.
 //! * [`output`]: table, JSON and CSV renderings of an estimate.
 
+pub mod batch_ops;
 pub mod connect;
 pub mod demo;
 pub mod output;
 pub mod plan_cmd;
 pub mod preflight_cmd;
+pub mod report_cmd;
 pub mod run_cmd;
 pub mod settings;
 pub mod verify_cmd;
@@ -48,6 +52,26 @@ pub enum Command {
     Status(run_cmd::StatusArgs),
     /// Generate a realistic inventory (100k rows) and plan it: the whole job, locally.
     Demo(demo::DemoArgs),
+    /// Write every object's outcome to a file (Batch Operations report, CSV or JSON Lines).
+    Report(report_cmd::ReportArgs),
+    /// Hand the pending objects to another engine.
+    #[command(subcommand)]
+    Export(ExportCommand),
+    /// Fold another engine's results back into the checkpoint.
+    #[command(subcommand)]
+    Import(ImportCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// Manifests and CreateJob requests for S3 Batch Operations.
+    BatchOps(batch_ops::ExportArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Mark objects done or failed from S3 Batch Operations completion reports.
+    BatchOps(batch_ops::ImportArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -70,6 +94,9 @@ pub fn run(cli: Cli, runtime: &tokio::runtime::Runtime) -> Result<()> {
         Command::Preflight(args) => preflight_cmd::run(args, runtime),
         Command::Verify(args) => verify_cmd::run(args, runtime),
         Command::Demo(args) => demo::run(args, runtime),
+        Command::Report(args) => report_cmd::run(args),
+        Command::Export(ExportCommand::BatchOps(args)) => batch_ops::export(args),
+        Command::Import(ImportCommand::BatchOps(args)) => batch_ops::import(args, runtime),
     }
 }
 

@@ -8,10 +8,12 @@
 //! finished file is switched to WAL so a running job and `rekey status` can share it.
 //! The file is created with mode 0600 and holds no credentials.
 
+mod report;
 mod schema;
 mod verify;
 mod work;
 
+pub use report::{ExportRow, ImportEffect, ImportedOutcome, Importer, ReportRow, ReportScope, NOT_DONE_STATUSES};
 pub use schema::SCHEMA_VERSION;
 pub use verify::{Verdict, VerdictRecord, VerifyItem};
 pub use work::{ObjectStatus, OutcomeRecord, OutcomeWriter, TodoReader, TodoTotals, WorkItem};
