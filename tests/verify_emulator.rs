@@ -157,6 +157,13 @@ async fn after_a_full_run_every_done_object_verifies_ok() {
     assert_eq!(s["by_verdict"]["ok"], 120);
     assert_eq!(s["not_ok"], 0);
     assert_eq!(s["listed"].as_array().unwrap().len(), 0);
+    // rekey status shows the verdicts too.
+    let out = Command::new(rekey_bin())
+        .args(["status", "--state", f.state.to_str().unwrap(), "--format", "json"])
+        .output()
+        .unwrap();
+    let st: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    assert_eq!(st["by_verify_verdict"]["ok"], 120, "{st}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

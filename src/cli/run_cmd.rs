@@ -289,6 +289,7 @@ pub fn status(args: StatusArgs) -> Result<()> {
     let cp = Checkpoint::open(&args.state)?;
     let counts = cp.counts()?;
     let todo = cp.todo_totals()?;
+    let verdicts = cp.verdict_counts()?;
     let progress: Option<ProgressSnapshot> = cp.progress_json()?.and_then(|j| serde_json::from_str(&j).ok());
     // A snapshot from a process that is gone is history, not a running job.
     let live = progress.as_ref().is_some_and(|p| p.state == "running" || p.state == "stopping")
@@ -303,6 +304,7 @@ pub fn status(args: StatusArgs) -> Result<()> {
                 "by_method": counts.by_method,
                 "by_skip_reason": counts.by_skip_reason,
                 "to_do": { "objects": todo.objects, "bytes": todo.bytes },
+                "by_verify_verdict": verdicts,
                 "last_run": progress,
             });
             println!("{}", serde_json::to_string_pretty(&doc)?);
@@ -319,6 +321,9 @@ pub fn status(args: StatusArgs) -> Result<()> {
             section(&mut out, "by status", &counts.by_status);
             section(&mut out, "by method", &counts.by_method);
             section(&mut out, "skipped, by reason", &counts.by_skip_reason);
+            if !verdicts.is_empty() {
+                section(&mut out, "rekey verify, by verdict", &verdicts);
+            }
             out.push_str(&format!("to do: {} objects, {}\n", thousands(todo.objects), human_bytes(todo.bytes)));
             match &progress {
                 None => out.push_str("no run yet: start one with `rekey run`\n"),
