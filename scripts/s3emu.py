@@ -35,6 +35,8 @@ What the wrapper adds on top of moto (each absent from moto 5.2.5):
      `{"deny_ops": []}` lifts it. Checked before the quota gates and faults.
  11. GetBucketVersioning answers with S3's root element, <VersioningConfiguration> (moto writes
      <GetBucketVersioningResponse>, which strict SDKs such as aws-sdk-s3 for Rust refuse).
+ 12. ListMultipartUploads reports each upload's real initiation time (moto: always 2010-11-10),
+     which rekey uses to find an upload it opened but could not record before a crash.
 """
 
 from __future__ import annotations
@@ -416,6 +418,7 @@ class Emulator:
         self.lock = threading.Lock()  # counters, buckets, rng, config
         self.write_lock = threading.RLock()  # serializes object writes (atomic preconditions)
         self.rng = random.Random(seed)
+        self.upload_initiated: dict[str, str] = {}  # upload id -> S3-style Initiated time
         self.config: dict[str, Any] = {
             "kms_rps": 0.0,
             "s3_rps": 0.0,
@@ -788,7 +791,39 @@ class Emulator:
             return self.complete_multipart(environ, ctx)
         if op == "GetBucketVersioning":
             return self.get_bucket_versioning(environ)
+        if op == "CreateMultipartUpload":
+            return self.create_multipart(environ)
+        if op == "ListMultipartUploads":
+            return self.list_multipart_uploads(environ)
         return None, None, None
+
+    # moto reports every upload as initiated on 2010-11-10; S3 reports the real time, which
+    # rekey uses to find an upload it opened but could not record before a crash.
+    def create_multipart(self, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
+        status, headers, body = self.call_moto(environ)
+        m = re.search(rb"<UploadId>([^<]+)</UploadId>", body)
+        if status.startswith("2") and m:
+            now = datetime.datetime.now(datetime.timezone.utc)
+            with self.lock:
+                self.upload_initiated[m.group(1).decode()] = now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+        return status, headers, body
+
+    def list_multipart_uploads(self, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
+        status, headers, body = self.call_moto(environ)
+        with self.lock:
+            known = dict(self.upload_initiated)
+
+        def fix(upload: "re.Match[bytes]") -> bytes:
+            block = upload.group(0)
+            uid = re.search(rb"<UploadId>([^<]+)</UploadId>", block)
+            when = known.get(uid.group(1).decode()) if uid else None
+            if when is None:
+                return block
+            return re.sub(rb"<Initiated>[^<]*</Initiated>", b"<Initiated>" + when.encode() + b"</Initiated>", block)
+
+        body = re.sub(rb"<Upload>.*?</Upload>", fix, body, flags=re.S)
+        headers = [(k, str(len(body)) if k.lower() == "content-length" else v) for k, v in headers]
+        return status, headers, body
 
     # ---- behaviours -----------------------------------------------------------------------------
 

@@ -650,7 +650,7 @@ fn read_row(state: &Path, id: i64) -> Result<CanaryRow> {
 /// The canary: the engine migrates the first object still to do of each method (the
 /// multipart copies wait for multipart copy), then each is HEAD-checked.
 /// Returns no check when nothing is left to do.
-pub async fn canary(s3: &aws_sdk_s3::Client, cfg: &RunConfig, facts: &PlanFacts) -> Result<Vec<Check>> {
+pub async fn canary(s3: &aws_sdk_s3::Client, cfg: &RunConfig, facts: &PlanFacts, stop: Stopper) -> Result<Vec<Check>> {
     let mut reader = TodoReader::open(&cfg.state)?;
     let mut picked: Vec<WorkItem> = Vec::new();
     for m in [Method::Update, Method::Copy] {
@@ -664,7 +664,7 @@ pub async fn canary(s3: &aws_sdk_s3::Client, cfg: &RunConfig, facts: &PlanFacts)
     c.canary = true;
     c.progress = ProgressMode::Quiet;
     let store = Arc::new(SdkStore::new(s3.clone()));
-    let report = crate::exec::run(store, c, Stopper::default()).await?;
+    let report = crate::exec::run(store, c, stop).await?;
     let breaker = match &report.stop {
         Some(StopReason::Breaker { code, .. }) => Some(code.clone()),
         _ => None,
@@ -805,7 +805,13 @@ fn custom_endpoint(s3: &S3Settings) -> bool {
 }
 
 /// The pre-flight of `rekey run`: the checks, then the canary. Any failure ends with exit 7.
-pub async fn before_run(s3: &aws_sdk_s3::Client, settings: &S3Settings, cfg: &RunConfig, verbose: bool) -> Result<()> {
+pub async fn before_run(
+    s3: &aws_sdk_s3::Client,
+    settings: &S3Settings,
+    cfg: &RunConfig,
+    verbose: bool,
+    stop: &Stopper,
+) -> Result<()> {
     let facts = PlanFacts::load(&cfg.state, custom_endpoint(settings))?;
     let kms = build_kms_client(&kms_settings(settings, &facts)).await;
     let resume = format!("rekey run --state {}", cfg.state.display());
@@ -823,7 +829,7 @@ pub async fn before_run(s3: &aws_sdk_s3::Client, settings: &S3Settings, cfg: &Ru
         )
         .into());
     }
-    let canary = canary(s3, cfg, &facts).await?;
+    let canary = canary(s3, cfg, &facts, stop.clone()).await?;
     print_checklist(&canary, verbose);
     if let Some(f) = failures(&canary) {
         let done = canary.iter().filter(|c| c.verdict == Verdict::Ok).count();
@@ -869,7 +875,7 @@ pub fn run(args: PreflightArgs, runtime: &tokio::runtime::Runtime) -> Result<()>
         let mut checks = preflight(&s3, &kms, &facts).await;
         print_checklist(&checks, true);
         if args.canary && failures(&checks).is_none() {
-            let canary = canary(&s3, &cfg, &facts).await?;
+            let canary = canary(&s3, &cfg, &facts, Stopper::default()).await?;
             print_checklist(&canary, true);
             checks.extend(canary);
         }

@@ -170,8 +170,19 @@ pub fn run(args: RunArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
             }
         }
     }
+    // Signals are watched from here on, so a Ctrl-C during the pre-flight canary drains it
+    // like any run instead of killing the process mid-request.
+    let stopper = Stopper::default();
+    runtime.spawn(watch_signals(stopper.clone(), cfg.drain_timeout));
+    let resume = format!("rekey run --state {}", args.state.display());
     if !args.skip_preflight {
-        runtime.block_on(super::preflight_cmd::before_run(&client, &s3, &cfg, !quiet))?;
+        let checked = runtime.block_on(super::preflight_cmd::before_run(&client, &s3, &cfg, !quiet, &stopper));
+        if stopper.reason() == Some(StopReason::Interrupted) {
+            return Err(
+                Exit::new(130, format!("interrupted during the pre-flight checks; resume with `{resume}`")).into()
+            );
+        }
+        checked?;
     }
     if !quiet {
         eprintln!(
@@ -184,8 +195,6 @@ pub fn run(args: RunArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
     }
     let report = runtime.block_on(async {
         let store = Arc::new(SdkStore::new(client));
-        let stopper = Stopper::default();
-        tokio::spawn(watch_signals(stopper.clone(), cfg.drain_timeout));
         crate::exec::run(store, cfg.clone(), stopper).await
     })?;
     finish(&args, &report, quiet)

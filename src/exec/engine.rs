@@ -229,8 +229,13 @@ pub async fn run<S: ObjectStore>(store: Arc<S>, cfg: RunConfig, stop: Stopper) -
     let writer_stats = writer.finish();
     let _ = reporter_done_tx.send(());
     let _ = reporter.await;
-    let writer = writer_stats?;
-    Ok(RunReport { stop: stop.reason(), last: progress.snapshot(), deferred, writer, abandoned })
+    let (writer, stop) = match writer_stats {
+        Ok(w) => (w, stop.reason()),
+        // A failed commit is why the run stopped, whatever else happened: report it as
+        // such (the caller's exit 5 and one line), not as a bare I/O error.
+        Err(e) => (WriterStats::default(), Some(StopReason::Checkpoint(e.to_string()))),
+    };
+    Ok(RunReport { stop, last: progress.snapshot(), deferred, writer, abandoned })
 }
 
 /// Size the in-flight window by Little's law: the objects/s the limiters allow × the

@@ -57,6 +57,9 @@ impl Default for Fidelity {
     }
 }
 
+/// The checkpoint's upload id while CreateMultipartUpload is in flight: `creating@<ms>`.
+const CREATING: &str = "creating@";
+
 /// Parts of one multipart copy in flight at once (all still under the shared window).
 const PARTS_IN_FLIGHT: usize = 4;
 
@@ -290,14 +293,30 @@ async fn multipart<S: ObjectStore>(
     out: &mut OutcomeRecord,
 ) -> Result<Settled, Halt> {
     if let Some(leftover) = item.upload_id.clone() {
-        match request(ctx, tally, rng, 0.0, || {
-            ctx.store.abort_multipart(item.bucket.clone(), item.key.clone(), leftover.clone())
-        })
-        .await
-        {
-            Ok(()) => {}
-            Err(Halt::Failed(e)) if e.kind == S3ErrorKind::NotFound => {}
-            Err(h) => return Err(h),
+        // An earlier run's upload: abort it. A `creating@MS` marker means that run died
+        // between CreateMultipartUpload and recording the id: find the upload it may have
+        // opened (this key, initiated since the marker) and abort that.
+        let leftovers = match leftover.strip_prefix(CREATING) {
+            None => vec![leftover],
+            Some(since) => {
+                let since: i64 = since.parse().unwrap_or(0);
+                let open =
+                    request(ctx, tally, rng, 0.0, || ctx.store.list_uploads(item.bucket.clone(), item.key.clone()))
+                        .await?;
+                // A little slack for clock skew between this machine and S3.
+                open.into_iter().filter(|u| u.initiated_ms >= since - 60_000).map(|u| u.upload_id).collect()
+            }
+        };
+        for upload in leftovers {
+            match request(ctx, tally, rng, 0.0, || {
+                ctx.store.abort_multipart(item.bucket.clone(), item.key.clone(), upload.clone())
+            })
+            .await
+            {
+                Ok(()) => {}
+                Err(Halt::Failed(e)) if e.kind == S3ErrorKind::NotFound => {}
+                Err(h) => return Err(h),
+            }
         }
         log_upload(ctx, item.id, None).await;
         out.upload_id = None;
@@ -322,7 +341,27 @@ async fn multipart<S: ObjectStore>(
         tags,
         grants,
     };
-    let upload = request(ctx, tally, rng, ctx.kms_per_write, || ctx.store.create_multipart(create.clone())).await?;
+    // Committed before the create, so that a crash before the id is recorded still leaves
+    // a trace the next run can follow (see the leftover handling above).
+    let marker = format!(
+        "{CREATING}{}",
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    );
+    log_upload(ctx, item.id, Some(marker.clone())).await;
+    out.upload_id = Some(marker);
+    let sent_before = tally.attempts.load(Relaxed);
+    let upload = match request(ctx, tally, rng, ctx.kms_per_write, || ctx.store.create_multipart(create.clone())).await
+    {
+        Ok(u) => u,
+        Err(h) => {
+            // No create was sent (stopped first): there is no upload to find later.
+            if tally.attempts.load(Relaxed) == sent_before {
+                log_upload(ctx, item.id, None).await;
+                out.upload_id = None;
+            }
+            return Err(h);
+        }
+    };
     log_upload(ctx, item.id, Some(upload.clone())).await;
     out.upload_id = Some(upload.clone());
 

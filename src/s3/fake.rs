@@ -4,8 +4,8 @@
 //! can prove nothing was done twice.
 
 use super::object_store::{
-    CompletedPart, CopyRequest, CreateMultipartRequest, Grants, HeadResult, ObjectStore, PartCopyRequest, S3CallError,
-    S3ErrorKind, UpdateRequest, WriteResult,
+    CompletedPart, CopyRequest, CreateMultipartRequest, Grants, HeadResult, ObjectStore, OpenUpload, PartCopyRequest,
+    S3CallError, S3ErrorKind, UpdateRequest, WriteResult,
 };
 use crate::units::Rng;
 use std::collections::HashMap;
@@ -336,6 +336,16 @@ impl ObjectStore for FakeStore {
             kms_key_id: None,
             checksum: None,
         })
+    }
+
+    async fn list_uploads(&self, bucket: String, key: String) -> Result<Vec<OpenUpload>, S3CallError> {
+        self.admit(false).await?;
+        let uploads = self.uploads.lock().unwrap();
+        Ok(uploads
+            .iter()
+            .filter(|(_, (b, k))| *b == bucket && *k == key)
+            .map(|(id, _)| OpenUpload { upload_id: id.clone(), initiated_ms: i64::MAX })
+            .collect())
     }
 
     async fn abort_multipart(&self, _bucket: String, _key: String, upload_id: String) -> Result<(), S3CallError> {

@@ -103,6 +103,14 @@ pub struct PartCopyRequest {
     pub if_match: Option<String>,
 }
 
+/// A multipart upload in progress (ListMultipartUploads).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenUpload {
+    pub upload_id: String,
+    /// When it was initiated, ms since the epoch.
+    pub initiated_ms: i64,
+}
+
 /// A copied part, for CompleteMultipartUpload.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CompletedPart {
@@ -292,6 +300,12 @@ pub trait ObjectStore: Send + Sync + 'static {
         upload_id: String,
         parts: Vec<CompletedPart>,
     ) -> impl Future<Output = Result<WriteResult, S3CallError>> + Send;
+    /// Uploads in progress for exactly this key.
+    fn list_uploads(
+        &self,
+        bucket: String,
+        key: String,
+    ) -> impl Future<Output = Result<Vec<OpenUpload>, S3CallError>> + Send;
     fn abort_multipart(
         &self,
         bucket: String,

@@ -3,7 +3,7 @@
 
 use super::object_store::{
     classify, CompletedPart, CopyRequest, CreateMultipartRequest, Grants, HeadResult, LockSettings, ObjectStore,
-    PartCopyRequest, S3CallError, S3ErrorKind, UpdateRequest, WriteResult,
+    OpenUpload, PartCopyRequest, S3CallError, S3ErrorKind, UpdateRequest, WriteResult,
 };
 use crate::inventory::keys::{encode_form_key, encode_path};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -368,6 +368,37 @@ impl ObjectStore for SdkStore {
             kms_key_id: out.ssekms_key_id().map(str::to_string),
             checksum: checksum!(out),
         })
+    }
+
+    async fn list_uploads(&self, bucket: String, key: String) -> Result<Vec<OpenUpload>, S3CallError> {
+        let mut found = Vec::new();
+        let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
+        loop {
+            let out = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&bucket)
+                .prefix(&key)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(id_marker.take())
+                .send()
+                .await
+                .map_err(call_error)?;
+            for u in out.uploads() {
+                // The prefix also matches longer keys.
+                if u.key() == Some(key.as_str()) {
+                    if let Some(id) = u.upload_id() {
+                        let initiated_ms = u.initiated().and_then(|t| t.to_millis().ok()).unwrap_or(0);
+                        found.push(OpenUpload { upload_id: id.to_string(), initiated_ms });
+                    }
+                }
+            }
+            if out.is_truncated() != Some(true) {
+                return Ok(found);
+            }
+            key_marker = out.next_key_marker().map(str::to_string);
+            id_marker = out.next_upload_id_marker().map(str::to_string);
+        }
     }
 
     async fn abort_multipart(&self, bucket: String, key: String, upload_id: String) -> Result<(), S3CallError> {

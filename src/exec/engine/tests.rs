@@ -864,6 +864,39 @@ async fn an_upload_left_open_by_a_crash_is_aborted_before_the_copy_starts_again(
     assert_eq!(fake(&store, "big").writes, 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_created_but_never_recorded_is_found_and_aborted() {
+    let mut big = planned("big", Method::MultipartCopy);
+    big.row.size = Some(6 << 30);
+    let objs = vec![big];
+    let (_dir, path, store) = setup(&objs, FakeBehaviour::default());
+    let mut o = fake_of(&objs[0]);
+    o.size = 6 << 30;
+    store.insert(BUCKET, "big", o);
+    // The crash came between CreateMultipartUpload and recording its id: only the
+    // `creating@` marker committed before the create is in the checkpoint.
+    store
+        .create_multipart(crate::s3::object_store::CreateMultipartRequest {
+            bucket: BUCKET.into(),
+            key: "big".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute("UPDATE objects SET upload_id = 'creating@1700000000000' WHERE key = 'big'", [])
+        .unwrap();
+
+    let report = run_once(&store, config(&path)).await;
+
+    assert_eq!(report.stop, None);
+    assert_eq!(statuses(&path), counts(&[("done", 1)]));
+    let c = store.counters();
+    assert_eq!((c.uploads_created, c.uploads_aborted, c.uploads_completed), (2, 1, 1));
+    assert_eq!(store.open_uploads(), 0);
+}
+
 /// 13. A stop (here the breaker) must not keep tasks that will send nothing queued behind
 ///     the rate limiter: with a 10 rps KMS pace and ~1,000 tasks waiting for a slot, pacing
 ///     each of them before it notices the stop would take ~100 s.
