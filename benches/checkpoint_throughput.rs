@@ -10,7 +10,7 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rekey::exec::writer::CheckpointWriter;
 use rekey::exec::Stopper;
-use rekey::inventory::{EncryptionStatus, InventoryRow, StorageClass};
+use rekey::inventory::InventoryRow;
 use rekey::plan::classify::{Decision, Method};
 use rekey::store::{ObjectStatus, OutcomeRecord, OutcomeWriter, PlanWriter, PlannedObject, RunRecord, TodoReader};
 use std::path::Path;
@@ -19,22 +19,9 @@ use std::time::Duration;
 fn planned(i: usize) -> PlannedObject {
     PlannedObject {
         row: InventoryRow {
-            bucket: "bench".into(),
-            key: format!("logs/2026/11/{i:09}.gz"),
             version_id: Some(format!("{i:032x}")),
             is_latest: Some(true),
-            is_delete_marker: false,
-            size: Some(65_536),
-            last_modified_ms: Some(1_700_000_000_000),
-            etag: Some(format!("{i:032x}")),
-            storage_class: Some(StorageClass::Standard),
-            encryption: Some(EncryptionStatus::SseS3),
-            lock_mode: None,
-            lock_retain_until: None,
-            legal_hold: false,
-            it_tier: None,
-            bucket_key_enabled: None,
-            checksum_algorithm: None,
+            ..InventoryRow::sse_s3("bench", &format!("logs/2026/11/{i:09}.gz"), 65_536, &format!("{i:032x}"))
         },
         decision: Decision::Migrate(Method::Update),
     }

@@ -8,7 +8,7 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rekey::exec::progress::ProgressMode;
 use rekey::exec::{run, RunConfig, Stopper};
-use rekey::inventory::{EncryptionStatus, InventoryRow, StorageClass};
+use rekey::inventory::InventoryRow;
 use rekey::plan::classify::{Decision, Method};
 use rekey::s3::{FakeBehaviour, FakeObject, FakeStore};
 use rekey::store::{PlanWriter, PlannedObject, RunRecord};
@@ -21,24 +21,7 @@ const KEY: &str = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56e
 
 fn planned(i: usize) -> PlannedObject {
     PlannedObject {
-        row: InventoryRow {
-            bucket: "bench".into(),
-            key: format!("data/{i:08}.bin"),
-            version_id: None,
-            is_latest: None,
-            is_delete_marker: false,
-            size: Some(4096),
-            last_modified_ms: Some(1_700_000_000_000),
-            etag: Some(format!("{i:032x}")),
-            storage_class: Some(StorageClass::Standard),
-            encryption: Some(EncryptionStatus::SseS3),
-            lock_mode: None,
-            lock_retain_until: None,
-            legal_hold: false,
-            it_tier: None,
-            bucket_key_enabled: None,
-            checksum_algorithm: None,
-        },
+        row: InventoryRow::sse_s3("bench", &format!("data/{i:08}.bin"), 4096, &format!("{i:032x}")),
         decision: Decision::Migrate(if i % 2 == 0 { Method::Update } else { Method::Copy }),
     }
 }

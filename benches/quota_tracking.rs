@@ -10,7 +10,7 @@
 
 use rekey::exec::progress::{ProgressMode, ProgressSnapshot};
 use rekey::exec::{run, RunConfig, Stopper};
-use rekey::inventory::{EncryptionStatus, InventoryRow, StorageClass};
+use rekey::inventory::InventoryRow;
 use rekey::plan::classify::{Decision, Method};
 use rekey::s3::{FakeBehaviour, FakeObject, FakeStore};
 use rekey::store::{Checkpoint, PlanWriter, PlannedObject, RunRecord};
@@ -22,24 +22,7 @@ const SECONDS: f64 = 20.0;
 
 fn planned(i: usize) -> PlannedObject {
     PlannedObject {
-        row: InventoryRow {
-            bucket: "bench".into(),
-            key: format!("k/{i:08}"),
-            version_id: None,
-            is_latest: None,
-            is_delete_marker: false,
-            size: Some(1024),
-            last_modified_ms: Some(1_700_000_000_000),
-            etag: Some(format!("{i:032x}")),
-            storage_class: Some(StorageClass::Standard),
-            encryption: Some(EncryptionStatus::SseS3),
-            lock_mode: None,
-            lock_retain_until: None,
-            legal_hold: false,
-            it_tier: None,
-            bucket_key_enabled: None,
-            checksum_algorithm: None,
-        },
+        row: InventoryRow::sse_s3("bench", &format!("k/{i:08}"), 1024, &format!("{i:032x}")),
         decision: Decision::Migrate(Method::Update),
     }
 }

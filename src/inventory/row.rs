@@ -155,6 +155,31 @@ pub struct InventoryRow {
     pub checksum_algorithm: Option<String>,
 }
 
+impl InventoryRow {
+    /// The current version of an SSE-S3, STANDARD, unlocked object: the common case, for
+    /// tests and benchmarks to adjust with struct-update syntax.
+    pub fn sse_s3(bucket: &str, key: &str, size: u64, etag: &str) -> InventoryRow {
+        InventoryRow {
+            bucket: bucket.into(),
+            key: key.into(),
+            version_id: None,
+            is_latest: None,
+            is_delete_marker: false,
+            size: Some(size),
+            last_modified_ms: Some(1_700_000_000_000),
+            etag: Some(etag.into()),
+            storage_class: Some(StorageClass::Standard),
+            encryption: Some(EncryptionStatus::SseS3),
+            lock_mode: None,
+            lock_retain_until: None,
+            legal_hold: false,
+            it_tier: None,
+            bucket_key_enabled: None,
+            checksum_algorithm: None,
+        }
+    }
+}
+
 /// What was wrong with one field of one row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowError {

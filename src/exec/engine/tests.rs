@@ -4,7 +4,7 @@
 //! was recorded) are checked.
 
 use super::*;
-use crate::inventory::{EncryptionStatus, InventoryRow, StorageClass};
+use crate::inventory::{EncryptionStatus, InventoryRow};
 use crate::plan::classify::Decision;
 use crate::s3::{FakeBehaviour, FakeObject, FakeStore, ObjectStore};
 use crate::store::{Checkpoint, PlanWriter, PlannedObject, RunRecord};
@@ -23,22 +23,9 @@ const BUCKET: &str = "bkt";
 fn planned(key: &str, method: Method) -> PlannedObject {
     PlannedObject {
         row: InventoryRow {
-            bucket: BUCKET.into(),
-            key: key.into(),
             version_id: Some(format!("v-{key}")),
             is_latest: Some(true),
-            is_delete_marker: false,
-            size: Some(1000 + key.len() as u64),
-            last_modified_ms: Some(1_700_000_000_000),
-            etag: Some(format!("etag-{key}")),
-            storage_class: Some(StorageClass::Standard),
-            encryption: Some(EncryptionStatus::SseS3),
-            lock_mode: None,
-            lock_retain_until: None,
-            legal_hold: false,
-            it_tier: None,
-            bucket_key_enabled: None,
-            checksum_algorithm: None,
+            ..InventoryRow::sse_s3(BUCKET, key, 1000 + key.len() as u64, &format!("etag-{key}"))
         },
         decision: Decision::Migrate(method),
     }
