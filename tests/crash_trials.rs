@@ -138,30 +138,6 @@ async fn new_trial(moto: &Moto, s3: &aws_sdk_s3::Client, key: &str, name: &str, 
     Trial { bucket: name.to_string(), key: key.to_string(), state, planned, _dir: dir }
 }
 
-/// Versions per key in the bucket (ListObjectVersions, markers followed by hand).
-async fn version_counts(s3: &aws_sdk_s3::Client, bucket: &str) -> HashMap<String, usize> {
-    let mut counts = HashMap::new();
-    let (mut km, mut vm) = (None::<String>, None::<String>);
-    loop {
-        let page = s3
-            .list_object_versions()
-            .bucket(bucket)
-            .set_key_marker(km.take())
-            .set_version_id_marker(vm.take())
-            .send()
-            .await
-            .unwrap();
-        for v in page.versions() {
-            *counts.entry(v.key().unwrap().to_string()).or_default() += 1;
-        }
-        if page.is_truncated() != Some(true) {
-            return counts;
-        }
-        km = page.next_key_marker().map(str::to_string);
-        vm = page.next_version_id_marker().map(str::to_string);
-    }
-}
-
 async fn open_uploads(s3: &aws_sdk_s3::Client, bucket: &str) -> usize {
     s3.list_multipart_uploads().bucket(bucket).send().await.unwrap().uploads().len()
 }
@@ -233,7 +209,7 @@ async fn assert_trial_complete(moto: &Moto, s3: &aws_sdk_s3::Client, t: &Trial) 
     }
     let rows = checkpoint_rows(&t.state);
     let truth = bucket_truth(s3, t).await;
-    let versions = version_counts(s3, &t.bucket).await;
+    let versions = support::version_counts(s3, &t.bucket).await;
     for (k, (method, inv_version, _)) in &t.planned {
         let (status, new_version, upload) = &rows[k];
         let (kms, current) = &truth[k];
@@ -462,7 +438,7 @@ async fn a_full_disk_under_the_checkpoint_stops_cleanly_with_exit_5_and_resumes(
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
         rows.map(Result::unwrap).collect()
     };
-    let versions = version_counts(&s3, &spec.bucket).await;
+    let versions = support::version_counts(&s3, &spec.bucket).await;
     for o in &seeded {
         let h = s3.head_object().bucket(&spec.bucket).key(&o.key).send().await.unwrap();
         assert_eq!(h.server_side_encryption().map(|s| s.as_str()), Some("aws:kms"), "{}", o.key);

@@ -75,34 +75,11 @@ fn row_status(state: &Path, key: &str) -> (String, Option<String>) {
         .unwrap()
 }
 
-async fn version_counts(s3: &aws_sdk_s3::Client, bucket: &str) -> HashMap<String, usize> {
-    let mut counts = HashMap::new();
-    let (mut km, mut vm) = (None::<String>, None::<String>);
-    loop {
-        let page = s3
-            .list_object_versions()
-            .bucket(bucket)
-            .set_key_marker(km.take())
-            .set_version_id_marker(vm.take())
-            .send()
-            .await
-            .unwrap();
-        for v in page.versions() {
-            *counts.entry(v.key().unwrap().to_string()).or_default() += 1;
-        }
-        if page.is_truncated() != Some(true) {
-            return counts;
-        }
-        km = page.next_key_marker().map(str::to_string);
-        vm = page.next_version_id_marker().map(str::to_string);
-    }
-}
-
 /// Every seeded object (but `except`) is SSE-KMS under the key with its bytes intact;
 /// updates kept ETag and version and wrote no version, copies wrote exactly one.
 async fn assert_exactly_once(f: &Fixture, except: &[&str]) -> usize {
     let methods: HashMap<String, String> = plan_order(&f.state).into_iter().collect();
-    let versions = version_counts(&f.s3, &f.bucket).await;
+    let versions = support::version_counts(&f.s3, &f.bucket).await;
     let mut checked = 0;
     for o in f.seeded.iter().filter(|o| !except.contains(&o.key.as_str())) {
         let k = &o.key;
@@ -323,7 +300,7 @@ async fn another_writer_during_the_run_is_never_clobbered_and_is_reported() {
     assert_eq!(row_status(&f.state, &overwritten_copy), ("changed".into(), Some("PreconditionFailed".into())));
     assert_eq!(row_status(&f.state, &deleted).0, "gone");
 
-    let versions = version_counts(&f.s3, &f.bucket).await;
+    let versions = support::version_counts(&f.s3, &f.bucket).await;
     // The overwritten copy: the other writer's content is current, untouched, and the
     // inventoried version was not copied over it.
     let head = f.s3.head_object().bucket(&f.bucket).key(&overwritten_copy).send().await.unwrap();

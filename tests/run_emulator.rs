@@ -71,36 +71,12 @@ fn methods(state: &Path) -> HashMap<String, String> {
     rows.map(Result::unwrap).collect()
 }
 
-/// Versions per key in the bucket.
-async fn version_counts(s3: &aws_sdk_s3::Client, bucket: &str) -> HashMap<String, usize> {
-    let mut counts = HashMap::new();
-    let (mut km, mut vm) = (None::<String>, None::<String>);
-    loop {
-        let page = s3
-            .list_object_versions()
-            .bucket(bucket)
-            .set_key_marker(km.take())
-            .set_version_id_marker(vm.take())
-            .send()
-            .await
-            .unwrap();
-        for v in page.versions() {
-            *counts.entry(v.key().unwrap().to_string()).or_default() += 1;
-        }
-        if page.is_truncated() != Some(true) {
-            return counts;
-        }
-        km = page.next_key_marker().map(str::to_string);
-        vm = page.next_version_id_marker().map(str::to_string);
-    }
-}
-
 /// Every seeded object is SSE-KMS under the key with bytes, metadata, content type,
 /// tags and storage class intact; updates kept their ETag and version, copies made
 /// exactly one new version. Returns the number checked.
 async fn assert_all_migrated(f: &Fixture) -> usize {
     let methods = methods(&f.state);
-    let versions = version_counts(&f.s3, &f.bucket).await;
+    let versions = support::version_counts(&f.s3, &f.bucket).await;
     for o in &f.seeded {
         let ctx = &o.key;
         let head = f.s3.head_object().bucket(&f.bucket).key(&o.key).send().await.expect("HEAD");

@@ -221,3 +221,28 @@ impl Drop for Moto {
 pub fn rekey_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_rekey"))
 }
+
+/// Versions per key in a bucket (ListObjectVersions has no paginator in the SDK: the
+/// markers are followed by hand). Exactly-once checks count these.
+pub async fn version_counts(s3: &aws_sdk_s3::Client, bucket: &str) -> std::collections::HashMap<String, usize> {
+    let mut counts = std::collections::HashMap::new();
+    let (mut km, mut vm) = (None::<String>, None::<String>);
+    loop {
+        let page = s3
+            .list_object_versions()
+            .bucket(bucket)
+            .set_key_marker(km.take())
+            .set_version_id_marker(vm.take())
+            .send()
+            .await
+            .expect("ListObjectVersions");
+        for v in page.versions() {
+            *counts.entry(v.key().unwrap_or_default().to_string()).or_default() += 1;
+        }
+        if page.is_truncated() != Some(true) {
+            return counts;
+        }
+        km = page.next_key_marker().map(str::to_string);
+        vm = page.next_version_id_marker().map(str::to_string);
+    }
+}
