@@ -729,6 +729,13 @@ pub async fn canary(s3: &aws_sdk_s3::Client, cfg: &RunConfig, facts: &PlanFacts,
         Some(StopReason::Interrupted) => {
             checks.push(Check::new(Verdict::Fail, "canary", "interrupted"));
         }
+        // The run shares this stop signal: a canary stopped for its failures must fail the
+        // pre-flight, not hand a stopped signal to the run.
+        Some(StopReason::MaxFailures { failed, limit }) => checks.push(Check::new(
+            Verdict::Fail,
+            "canary",
+            format!("{failed} canary objects failed, more than --max-failures allows ({limit})"),
+        )),
         _ => {}
     }
     Ok(checks)

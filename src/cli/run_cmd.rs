@@ -205,26 +205,39 @@ pub fn run(args: RunArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
 async fn watch_signals(stopper: Stopper, drain: Duration) {
     #[cfg(unix)]
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    let first = async {
-        #[cfg(unix)]
-        if let Some(t) = term.as_mut() {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = t.recv() => {}
-            }
-            return;
-        }
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    first.await;
+    #[cfg(not(unix))]
+    let mut term: Option<()> = None;
+    next_signal(&mut term).await;
     eprintln!(
         "\nrekey: stopping: no new requests; in-flight ones get up to {} to finish. Ctrl-C again exits at once.",
         human_duration(drain.as_secs_f64())
     );
     stopper.stop(StopReason::Interrupted);
-    let _ = tokio::signal::ctrl_c().await;
+    // The SIGTERM handler stays installed, so a second SIGTERM must be watched for too.
+    next_signal(&mut term).await;
     eprintln!("rekey: exiting at once; the checkpoint is consistent, run `rekey run` again to resume");
     std::process::exit(130);
+}
+
+/// Ctrl-C or SIGTERM, whichever comes first.
+#[cfg(unix)]
+async fn next_signal(term: &mut Option<tokio::signal::unix::Signal>) {
+    match term {
+        Some(t) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = t.recv() => {}
+            }
+        }
+        None => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn next_signal(_: &mut Option<()>) {
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 fn finish(args: &RunArgs, r: &RunReport, quiet: bool) -> Result<()> {
@@ -275,7 +288,7 @@ fn finish(args: &RunArgs, r: &RunReport, quiet: bool) -> Result<()> {
             "stopped: {failed} objects failed, more than --max-failures allows ({limit}); see `rekey status --state {}`, then `{resume}`",
             args.state.display()
         )).into()),
-        Some(StopReason::Checkpoint(e)) => Err(Exit::new(5, format!("stopped: the checkpoint could not be written ({e}); free space or fix the file, then `{resume}`")).into()),
+        Some(StopReason::Checkpoint(e)) => Err(Exit::new(5, format!("stopped: the checkpoint could not be written or read ({e}); free space or fix the file, then `{resume}`")).into()),
     }
 }
 

@@ -173,13 +173,24 @@ pub async fn run<S: ObjectStore>(store: Arc<S>, cfg: RunConfig, stop: Stopper) -
                 break;
             }
             canary_done = true;
-            let mut firsts = Vec::new();
-            for m in [Method::Update, Method::Copy, Method::MultipartCopy] {
-                firsts.extend(reader.first_of(m)?);
-            }
-            firsts
+            // Not a multipart copy: the canary proves permissions, and one object of each
+            // single-request method does that without copying gigabytes before the run.
+            [Method::Update, Method::Copy]
+                .into_iter()
+                .map(|m| reader.first_of(m))
+                .collect::<Result<Vec<_>, _>>()
+                .map(|firsts| firsts.into_iter().flatten().collect())
         } else {
-            reader.next_page(PAGE)?
+            reader.next_page(PAGE)
+        };
+        // A failed read stops the run like a failed write: the tasks already out are
+        // drained and recorded rather than dropped mid-request.
+        let page = match page {
+            Ok(p) => p,
+            Err(e) => {
+                stop.stop(StopReason::Checkpoint(e.to_string()));
+                break;
+            }
         };
         if page.is_empty() {
             break;
@@ -204,19 +215,26 @@ pub async fn run<S: ObjectStore>(store: Arc<S>, cfg: RunConfig, stop: Stopper) -
     }
     drop(outcomes);
 
-    // Drain. After Ctrl-C, in-flight requests get `drain_timeout` to finish.
+    // Drain. Once interrupted (before or during the drain), in-flight requests get
+    // `drain_timeout` to finish; other stops wait for them, as they end promptly.
     let mut abandoned = 0;
-    if matches!(stop.reason(), Some(StopReason::Interrupted)) {
-        progress.set_state("stopping");
-        let drained =
-            tokio::time::timeout(cfg.drain_timeout, async { while tasks.join_next().await.is_some() {} }).await;
-        if drained.is_err() {
-            abandoned = tasks.len() as u64;
-            tasks.abort_all();
-            while tasks.join_next().await.is_some() {}
+    loop {
+        if matches!(stop.reason(), Some(StopReason::Interrupted)) {
+            progress.set_state("stopping");
+            let drained =
+                tokio::time::timeout(cfg.drain_timeout, async { while tasks.join_next().await.is_some() {} }).await;
+            if drained.is_err() {
+                abandoned = tasks.len() as u64;
+                tasks.abort_all();
+                while tasks.join_next().await.is_some() {}
+            }
+            break;
         }
-    } else {
-        while tasks.join_next().await.is_some() {}
+        let watching = !stop.is_stopped();
+        tokio::select! {
+            next = tasks.join_next() => if next.is_none() { break },
+            _ = stop.stopped(), if watching => {}
+        }
     }
     if let Some(c) = controller {
         c.abort();

@@ -88,7 +88,13 @@ impl Aimd {
 
     fn roll(&mut self, now: Duration) {
         let len = now.saturating_sub(self.window_start);
-        if len >= WINDOW {
+        if len >= 2 * WINDOW {
+            // A window stretched by idleness (everyone in backoff) measures demand, not the
+            // limit: cutting to it would drop the rate to the floor. Start afresh.
+            self.admitted_rate = None;
+            self.window_start = now;
+            self.window_weight = 0.0;
+        } else if len >= WINDOW {
             self.admitted_rate = Some(self.window_weight / len.as_secs_f64());
             self.window_start = now;
             self.window_weight = 0.0;

@@ -59,6 +59,8 @@ impl Default for Fidelity {
 
 /// The checkpoint's upload id while CreateMultipartUpload is in flight: `creating@<ms>`.
 const CREATING: &str = "creating@";
+/// Longer than a create's whole retry span (10 attempts, delays capped at 20 s).
+const CREATE_SPAN_MS: i64 = 10 * 60_000;
 
 /// Parts of one multipart copy in flight at once (all still under the shared window).
 const PARTS_IN_FLIGHT: usize = 4;
@@ -177,6 +179,11 @@ pub async fn migrate<S: ObjectStore>(ctx: &TaskContext<S>, item: WorkItem, seed:
                 out.retryable = k.is_retryable();
             }
         },
+    }
+    if out.upload_id.is_some() && out.status != ObjectStatus::Done {
+        // An upload is still open (its abort failed): keep the object pending so the next
+        // run aborts it; a final status would take it out of the rows a run looks at.
+        out.status = ObjectStatus::Pending;
     }
     finish(ctx, out, &item)
 }
@@ -303,8 +310,13 @@ async fn multipart<S: ObjectStore>(
                 let open =
                     request(ctx, tally, rng, 0.0, || ctx.store.list_uploads(item.bucket.clone(), item.key.clone()))
                         .await?;
-                // A little slack for clock skew between this machine and S3.
-                open.into_iter().filter(|u| u.initiated_ms >= since - 60_000).map(|u| u.upload_id).collect()
+                // The create was sent within its retry span after the marker; a minute of
+                // slack each side for clock skew. Uploads outside it are someone else's.
+                let until = since + CREATE_SPAN_MS + 60_000;
+                open.into_iter()
+                    .filter(|u| (since - 60_000..=until).contains(&u.initiated_ms))
+                    .map(|u| u.upload_id)
+                    .collect()
             }
         };
         for upload in leftovers {
@@ -318,8 +330,9 @@ async fn multipart<S: ObjectStore>(
                 Err(h) => return Err(h),
             }
         }
-        log_upload(ctx, item.id, None).await;
-        out.upload_id = None;
+        if log_upload(ctx, item.id, None).await {
+            out.upload_id = None;
+        }
     }
     let head = request(ctx, tally, rng, 0.0, || ctx.store.head(item.bucket.clone(), item.key.clone(), None)).await?;
     if item.etag.is_some() && head.etag != item.etag {
@@ -347,22 +360,38 @@ async fn multipart<S: ObjectStore>(
         "{CREATING}{}",
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
     );
-    log_upload(ctx, item.id, Some(marker.clone())).await;
-    out.upload_id = Some(marker);
+    if !log_upload(ctx, item.id, Some(marker.clone())).await {
+        // Without the marker committed, an upload created now could be lost by a crash.
+        return Err(Halt::Stopped);
+    }
+    out.upload_id = Some(marker.clone());
     let sent_before = tally.attempts.load(Relaxed);
     let upload = match request(ctx, tally, rng, ctx.kms_per_write, || ctx.store.create_multipart(create.clone())).await
     {
         Ok(u) => u,
         Err(h) => {
             // No create was sent (stopped first): there is no upload to find later.
-            if tally.attempts.load(Relaxed) == sent_before {
-                log_upload(ctx, item.id, None).await;
+            if tally.attempts.load(Relaxed) == sent_before && log_upload(ctx, item.id, None).await {
                 out.upload_id = None;
             }
             return Err(h);
         }
     };
-    log_upload(ctx, item.id, Some(upload.clone())).await;
+    if tally.attempts.load(Relaxed) > sent_before + 1 {
+        // The create was retried: an earlier attempt may have opened an upload whose answer
+        // was lost. Abort every upload of this key since the marker but the one we hold.
+        let since: i64 = marker[CREATING.len()..].parse().unwrap_or(0);
+        let open = request(ctx, tally, rng, 0.0, || ctx.store.list_uploads(item.bucket.clone(), item.key.clone()))
+            .await
+            .unwrap_or_default();
+        for u in open.into_iter().filter(|u| u.upload_id != upload && u.initiated_ms >= since - 60_000) {
+            abort_now(ctx, item, &u.upload_id).await;
+        }
+    }
+    if !log_upload(ctx, item.id, Some(upload.clone())).await {
+        // The marker stays: the next run finds this upload by it.
+        return Err(Halt::Stopped);
+    }
     out.upload_id = Some(upload.clone());
 
     let part = ctx.part_size.unwrap_or_else(|| part_size(size)).max(1);
@@ -387,7 +416,13 @@ async fn multipart<S: ObjectStore>(
         Ok(mut parts) => {
             parts.sort_by_key(|p| p.part_number);
             request(ctx, tally, rng, 0.0, || {
-                ctx.store.complete_multipart(item.bucket.clone(), item.key.clone(), upload.clone(), parts.clone())
+                ctx.store.complete_multipart(
+                    item.bucket.clone(),
+                    item.key.clone(),
+                    upload.clone(),
+                    parts.clone(),
+                    item.etag.clone(),
+                )
             })
             .await
         }
@@ -400,13 +435,15 @@ async fn multipart<S: ObjectStore>(
         }
         Err(halt) => {
             // Abort whatever happened, even when stopping: an open upload keeps costing.
-            if abort_now(ctx, item, &upload).await {
-                log_upload(ctx, item.id, None).await;
+            if abort_now(ctx, item, &upload).await && log_upload(ctx, item.id, None).await {
                 out.upload_id = None;
             }
             match halt {
-                // A part's If-Match failed: the object changed under us (or was already done).
-                Halt::Failed(e) if e.kind == S3ErrorKind::PreconditionFailed => {
+                // If-Match failed on a part or on Complete: the object changed under us, or was
+                // already done. NoSuchUpload likewise needs a look: a retried Complete whose
+                // first attempt succeeded finds its upload gone. HEAD settles both (a deleted
+                // object answers 404 there, and is `gone`).
+                Halt::Failed(e) if matches!(e.kind, S3ErrorKind::PreconditionFailed | S3ErrorKind::NotFound) => {
                     let h =
                         request(ctx, tally, rng, 0.0, || ctx.store.head(item.bucket.clone(), item.key.clone(), None))
                             .await?;
@@ -438,12 +475,11 @@ async fn abort_now<S: ObjectStore>(ctx: &TaskContext<S>, item: &WorkItem, upload
     false
 }
 
-async fn log_upload<S>(ctx: &TaskContext<S>, id: i64, upload_id: Option<String>) {
+/// Record (or clear) the object's upload id; true once it is committed. False means the
+/// checkpoint writer has failed (the run is stopping).
+async fn log_upload<S>(ctx: &TaskContext<S>, id: i64, upload_id: Option<String>) -> bool {
     let (ack, done) = tokio::sync::oneshot::channel();
-    if ctx.writer.send(WriterMsg::Upload { id, upload_id, ack }).is_ok() {
-        // The writer has stopped only after a checkpoint failure, which stops the run.
-        let _ = done.await;
-    }
+    ctx.writer.send(WriterMsg::Upload { id, upload_id, ack }).is_ok() && done.await.is_ok()
 }
 
 /// One request, sent through the window and the limiters and retried on the

@@ -68,8 +68,8 @@ pub struct FakeStore {
     gate: Mutex<Gate>,
     rng: Mutex<Rng>,
     counters: Mutex<FakeCounters>,
-    /// Open multipart uploads: id → (bucket, key).
-    uploads: Mutex<HashMap<String, (String, String)>>,
+    /// Open multipart uploads: id → (bucket, key, initiated ms since the epoch).
+    uploads: Mutex<HashMap<String, (String, String, i64)>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -283,7 +283,9 @@ impl ObjectStore for FakeStore {
     async fn create_multipart(&self, r: CreateMultipartRequest) -> Result<String, S3CallError> {
         self.admit(true).await?;
         let id = format!("upload-{}", self.next_etag());
-        self.uploads.lock().unwrap().insert(id.clone(), (r.bucket, r.key));
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        self.uploads.lock().unwrap().insert(id.clone(), (r.bucket, r.key, now));
         self.counters.lock().unwrap().uploads_created += 1;
         Ok(id)
     }
@@ -314,15 +316,25 @@ impl ObjectStore for FakeStore {
         key: String,
         upload_id: String,
         parts: Vec<CompletedPart>,
+        if_match: Option<String>,
     ) -> Result<WriteResult, S3CallError> {
         self.admit(false).await?;
-        if self.uploads.lock().unwrap().remove(&upload_id).is_none() {
+        if !self.uploads.lock().unwrap().contains_key(&upload_id) {
             return Err(Self::err(S3ErrorKind::NotFound, 404, "NoSuchUpload", "The specified upload does not exist."));
         }
         let etag = format!("{}-{}", self.next_etag(), parts.len());
         let mut objects = self.objects.lock().unwrap();
         let o =
             objects.get_mut(&(bucket, key)).ok_or_else(|| Self::err(S3ErrorKind::NotFound, 404, "NoSuchKey", ""))?;
+        if if_match.as_deref().is_some_and(|m| m.trim_matches('"') != o.etag) {
+            return Err(Self::err(
+                S3ErrorKind::PreconditionFailed,
+                412,
+                "PreconditionFailed",
+                "At least one of the pre-conditions you specified did not hold",
+            ));
+        }
+        self.uploads.lock().unwrap().remove(&upload_id);
         o.sse = Some("aws:kms".into());
         o.etag = etag;
         if o.version_id.is_some() {
@@ -343,8 +355,8 @@ impl ObjectStore for FakeStore {
         let uploads = self.uploads.lock().unwrap();
         Ok(uploads
             .iter()
-            .filter(|(_, (b, k))| *b == bucket && *k == key)
-            .map(|(id, _)| OpenUpload { upload_id: id.clone(), initiated_ms: i64::MAX })
+            .filter(|(_, (b, k, _))| *b == bucket && *k == key)
+            .map(|(id, (_, _, at))| OpenUpload { upload_id: id.clone(), initiated_ms: *at })
             .collect())
     }
 

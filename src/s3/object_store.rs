@@ -299,6 +299,8 @@ pub trait ObjectStore: Send + Sync + 'static {
         key: String,
         upload_id: String,
         parts: Vec<CompletedPart>,
+        // `If-Match` on the destination: nothing written since the parts were copied.
+        if_match: Option<String>,
     ) -> impl Future<Output = Result<WriteResult, S3CallError>> + Send;
     /// Uploads in progress for exactly this key.
     fn list_uploads(

@@ -336,6 +336,7 @@ impl ObjectStore for SdkStore {
         key: String,
         upload_id: String,
         parts: Vec<CompletedPart>,
+        if_match: Option<String>,
     ) -> Result<WriteResult, S3CallError> {
         let parts = parts
             .into_iter()
@@ -359,6 +360,9 @@ impl ObjectStore for SdkStore {
             .key(key)
             .upload_id(upload_id)
             .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            // Without it, a write that lands after the last part was read would be
+            // overwritten by the old bytes (S3 conditional writes, s3-kms-facts.md §5).
+            .set_if_match(if_match.map(|e| format!("\"{}\"", e.trim_matches('"'))))
             .send()
             .await
             .map_err(call_error)?;

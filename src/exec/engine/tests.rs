@@ -870,9 +870,13 @@ async fn an_upload_created_but_never_recorded_is_found_and_aborted() {
         })
         .await
         .unwrap();
+    let marker = format!(
+        "creating@{}",
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64 - 1000
+    );
     rusqlite::Connection::open(&path)
         .unwrap()
-        .execute("UPDATE objects SET upload_id = 'creating@1700000000000' WHERE key = 'big'", [])
+        .execute("UPDATE objects SET upload_id = ?1 WHERE key = 'big'", [&marker])
         .unwrap();
 
     let report = run_once(&store, config(&path)).await;
