@@ -231,22 +231,10 @@ mod tests {
 
     fn row() -> InventoryRow {
         InventoryRow {
-            bucket: "b".into(),
-            key: "data/k".into(),
             version_id: Some("v1".into()),
             is_latest: Some(true),
-            is_delete_marker: false,
-            size: Some(1000),
             last_modified_ms: None,
-            etag: Some("e".into()),
-            storage_class: Some(StorageClass::Standard),
-            encryption: Some(EncryptionStatus::SseS3),
-            lock_mode: None,
-            lock_retain_until: None,
-            legal_hold: false,
-            it_tier: None,
-            bucket_key_enabled: None,
-            checksum_algorithm: None,
+            ..InventoryRow::sse_s3("b", "data/k", 1000, "e")
         }
     }
 
