@@ -59,6 +59,20 @@ fn status(f: &Fixture) -> Value {
     serde_json::from_slice(&out.stdout).expect("status JSON")
 }
 
+/// Poll `rekey status` until `n` objects are done (the trigger is progress, not time);
+/// gives up after a minute and returns what was done by then.
+fn wait_for_done(f: &Fixture, n: u64) -> u64 {
+    let mut done = 0;
+    for _ in 0..600 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        done = count(&status(f), "by_status", "done");
+        if done >= n {
+            break;
+        }
+    }
+    done
+}
+
 fn count(status: &Value, group: &str, name: &str) -> u64 {
     status[group][name].as_u64().unwrap_or(0)
 }
@@ -178,15 +192,7 @@ async fn sigkill_mid_run_then_resume_does_every_object_exactly_once() {
         .spawn()
         .unwrap();
     // Kill once some objects are recorded as done (the trigger is progress, not time).
-    let mut killed_at = 0;
-    for _ in 0..600 {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        let done = count(&status(&f), "by_status", "done");
-        if done >= 60 {
-            killed_at = done;
-            break;
-        }
-    }
+    let killed_at = wait_for_done(&f, 60);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert!((60..400).contains(&killed_at), "killed mid-run, at {killed_at} done");
@@ -260,12 +266,7 @@ async fn a_kms_key_disabled_mid_run_stops_the_run_which_resumes_once_enabled() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    for _ in 0..600 {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        if count(&status(&f), "by_status", "done") >= 40 {
-            break;
-        }
-    }
+    wait_for_done(&f, 40);
     f.kms.disable_key().key_id(&key_id).send().await.unwrap();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -323,12 +324,7 @@ async fn ctrl_c_drains_in_flight_requests_records_them_and_resumes() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    for _ in 0..600 {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        if count(&status(&f), "by_status", "done") >= 40 {
-            break;
-        }
-    }
+    wait_for_done(&f, 40);
     let sent = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(sent.success());
     let out = child.wait_with_output().unwrap();

@@ -122,6 +122,23 @@ impl FakeStore {
         self.counters.lock().unwrap().clone()
     }
 
+    fn no_such_key() -> S3CallError {
+        Self::err(S3ErrorKind::NotFound, 404, "NoSuchKey", "The specified key does not exist.")
+    }
+
+    fn no_such_upload() -> S3CallError {
+        Self::err(S3ErrorKind::NotFound, 404, "NoSuchUpload", "The specified upload does not exist.")
+    }
+
+    fn precondition_failed() -> S3CallError {
+        Self::err(
+            S3ErrorKind::PreconditionFailed,
+            412,
+            "PreconditionFailed",
+            "At least one of the pre-conditions you specified did not hold",
+        )
+    }
+
     fn err(kind: S3ErrorKind, status: u16, code: &str, message: &str) -> S3CallError {
         S3CallError { kind, code: code.into(), message: message.into(), status: Some(status) }
     }
@@ -178,9 +195,7 @@ impl ObjectStore for FakeStore {
         self.admit(true).await?;
         self.counters.lock().unwrap().updates += 1;
         let mut objects = self.objects.lock().unwrap();
-        let o = objects
-            .get_mut(&(r.bucket, r.key))
-            .ok_or_else(|| Self::err(S3ErrorKind::NotFound, 404, "NoSuchKey", "The specified key does not exist."))?;
+        let o = objects.get_mut(&(r.bucket, r.key)).ok_or_else(Self::no_such_key)?;
         if r.version_id.is_some() && o.version_id != r.version_id {
             return Err(Self::err(
                 S3ErrorKind::NotFound,
@@ -208,16 +223,9 @@ impl ObjectStore for FakeStore {
         self.counters.lock().unwrap().copies += 1;
         let etag = self.next_etag();
         let mut objects = self.objects.lock().unwrap();
-        let o = objects
-            .get_mut(&(r.bucket, r.key))
-            .ok_or_else(|| Self::err(S3ErrorKind::NotFound, 404, "NoSuchKey", "The specified key does not exist."))?;
+        let o = objects.get_mut(&(r.bucket, r.key)).ok_or_else(Self::no_such_key)?;
         if r.if_match.as_deref().is_some_and(|m| m.trim_matches('"') != o.etag) {
-            return Err(Self::err(
-                S3ErrorKind::PreconditionFailed,
-                412,
-                "PreconditionFailed",
-                "At least one of the pre-conditions you specified did not hold",
-            ));
+            return Err(Self::precondition_failed());
         }
         if o.archived {
             return Err(Self::err(
@@ -266,7 +274,7 @@ impl ObjectStore for FakeStore {
     ) -> Result<Vec<(String, String)>, S3CallError> {
         self.admit(false).await?;
         let objects = self.objects.lock().unwrap();
-        let o = objects.get(&(bucket, key)).ok_or_else(|| Self::err(S3ErrorKind::NotFound, 404, "NoSuchKey", ""))?;
+        let o = objects.get(&(bucket, key)).ok_or_else(Self::no_such_key)?;
         Ok(o.tags.clone())
     }
 
@@ -293,18 +301,12 @@ impl ObjectStore for FakeStore {
     async fn upload_part_copy(&self, r: PartCopyRequest) -> Result<CompletedPart, S3CallError> {
         self.admit(true).await?;
         if !self.uploads.lock().unwrap().contains_key(&r.upload_id) {
-            return Err(Self::err(S3ErrorKind::NotFound, 404, "NoSuchUpload", "The specified upload does not exist."));
+            return Err(Self::no_such_upload());
         }
         let objects = self.objects.lock().unwrap();
-        let o =
-            objects.get(&(r.bucket, r.key)).ok_or_else(|| Self::err(S3ErrorKind::NotFound, 404, "NoSuchKey", ""))?;
+        let o = objects.get(&(r.bucket, r.key)).ok_or_else(Self::no_such_key)?;
         if r.if_match.as_deref().is_some_and(|m| m.trim_matches('"') != o.etag) {
-            return Err(Self::err(
-                S3ErrorKind::PreconditionFailed,
-                412,
-                "PreconditionFailed",
-                "At least one of the pre-conditions you specified did not hold",
-            ));
+            return Err(Self::precondition_failed());
         }
         self.counters.lock().unwrap().parts_copied += 1;
         Ok(CompletedPart { part_number: r.part_number, etag: format!("part-{}", r.part_number), checksum: None })
@@ -320,19 +322,13 @@ impl ObjectStore for FakeStore {
     ) -> Result<WriteResult, S3CallError> {
         self.admit(false).await?;
         if !self.uploads.lock().unwrap().contains_key(&upload_id) {
-            return Err(Self::err(S3ErrorKind::NotFound, 404, "NoSuchUpload", "The specified upload does not exist."));
+            return Err(Self::no_such_upload());
         }
         let etag = format!("{}-{}", self.next_etag(), parts.len());
         let mut objects = self.objects.lock().unwrap();
-        let o =
-            objects.get_mut(&(bucket, key)).ok_or_else(|| Self::err(S3ErrorKind::NotFound, 404, "NoSuchKey", ""))?;
+        let o = objects.get_mut(&(bucket, key)).ok_or_else(Self::no_such_key)?;
         if if_match.as_deref().is_some_and(|m| m.trim_matches('"') != o.etag) {
-            return Err(Self::err(
-                S3ErrorKind::PreconditionFailed,
-                412,
-                "PreconditionFailed",
-                "At least one of the pre-conditions you specified did not hold",
-            ));
+            return Err(Self::precondition_failed());
         }
         self.uploads.lock().unwrap().remove(&upload_id);
         o.sse = Some("aws:kms".into());
@@ -363,7 +359,7 @@ impl ObjectStore for FakeStore {
     async fn abort_multipart(&self, _bucket: String, _key: String, upload_id: String) -> Result<(), S3CallError> {
         self.admit(false).await?;
         if self.uploads.lock().unwrap().remove(&upload_id).is_none() {
-            return Err(Self::err(S3ErrorKind::NotFound, 404, "NoSuchUpload", "The specified upload does not exist."));
+            return Err(Self::no_such_upload());
         }
         self.counters.lock().unwrap().uploads_aborted += 1;
         Ok(())

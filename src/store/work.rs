@@ -166,6 +166,14 @@ pub struct TodoTotals {
     pub bytes: u64,
 }
 
+/// Objects and bytes still to do (the rows a run dispatches).
+fn todo_totals(conn: &Connection, path: &Path) -> Result<TodoTotals, StoreError> {
+    conn.query_row(&format!("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM objects WHERE {TODO_WHERE}"), [], |r| {
+        Ok(TodoTotals { objects: r.get::<_, i64>(0)? as u64, bytes: r.get::<_, i64>(1)? as u64 })
+    })
+    .map_err(sql(path))
+}
+
 /// Records outcomes, a batch per transaction.
 pub struct OutcomeWriter {
     conn: Connection,
@@ -182,11 +190,7 @@ impl OutcomeWriter {
     }
 
     pub fn todo_totals(&self) -> Result<TodoTotals, StoreError> {
-        self.conn
-            .query_row(&format!("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM objects WHERE {TODO_WHERE}"), [], |r| {
-                Ok(TodoTotals { objects: r.get::<_, i64>(0)? as u64, bytes: r.get::<_, i64>(1)? as u64 })
-            })
-            .map_err(sql(&self.path))
+        todo_totals(&self.conn, &self.path)
     }
 
     /// Write `batch` and the progress document in one transaction.
@@ -253,10 +257,6 @@ impl super::Checkpoint {
 
     /// Objects and bytes finished, and still to do.
     pub fn todo_totals(&self) -> Result<TodoTotals, StoreError> {
-        self.connection()
-            .query_row(&format!("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM objects WHERE {TODO_WHERE}"), [], |r| {
-                Ok(TodoTotals { objects: r.get::<_, i64>(0)? as u64, bytes: r.get::<_, i64>(1)? as u64 })
-            })
-            .map_err(sql(self.path()))
+        todo_totals(self.connection(), self.path())
     }
 }
