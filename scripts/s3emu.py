@@ -4,7 +4,8 @@ plus quota gates and fault injection for testing `rekey`.
 
 Run:  .venv/bin/python scripts/s3emu.py --host 127.0.0.1 --port 5000 \
           [--kms-rps N] [--s3-rps N] [--fail-rate F] [--embedded-error-rate F] \
-          [--drop-rate F] [--drop-phase before|after] [--latency-ms N] [--seed N] [--quiet]
+          [--drop-rate F] [--drop-phase before|after] [--slowdown-rate F] [--stall-rate F]
+          [--stall-ms N] [--latency-ms N] [--seed N] [--quiet]
 
 One port serves S3 (path-style) and KMS (moto dispatches on the SigV4 credential scope /
 X-Amz-Target), exactly like `moto_server`.
@@ -22,8 +23,11 @@ What the wrapper adds on top of moto (each absent from moto 5.2.5):
   5. x-amz-website-redirect-location is not carried over by CopyObject.
   6. Quota gates: --kms-rps (requests that make S3 call KMS) and --s3-rps (all S3 requests),
      token buckets with burst max(1, N/10); throttled requests never reach moto.
-  7. Faults on S3 object requests: 500 InternalError, 200-with-embedded-error for CopyObject,
-     dropped TCP connections, added latency.
+  7. Faults on S3 object requests: 503 SlowDown (--slowdown-rate), 500 InternalError,
+     200-with-embedded-error for CopyObject, dropped TCP connections (before or after the write),
+     answers held back for --stall-ms after the write (past the client's timeout), added
+     latency. With --seed, each decision is a hash of the seed, the operation, the object and
+     the attempt number, so the same requests fail on every run whatever the interleaving.
   8. Control API under /__ (never throttled/faulted): GET /__stats, GET|POST /__config,
      POST /__reset_stats.
   9. x-amz-expected-bucket-owner (ExpectedBucketOwner) enforced on every S3 request: a bucket
@@ -43,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import random
@@ -115,7 +120,8 @@ WRITE_OPS = {
     "PutObjectLegalHold",
 }
 CONFIG_KEYS = (
-    "kms_rps", "s3_rps", "fail_rate", "embedded_error_rate", "drop_rate", "drop_phase", "latency_ms", "deny_ops"
+    "kms_rps", "s3_rps", "fail_rate", "embedded_error_rate", "drop_rate", "drop_phase", "latency_ms", "deny_ops",
+    "slowdown_rate", "stall_rate", "stall_ms"
 )
 # The IAM action S3 checks for an operation, where it is not "s3:" + the operation's name.
 IAM_ACTION = {
@@ -417,7 +423,13 @@ class Emulator:
         self.app = app
         self.lock = threading.Lock()  # counters, buckets, rng, config
         self.write_lock = threading.RLock()  # serializes object writes (atomic preconditions)
+        # With a seed, every fault decision is a pure function of (seed, fault, operation,
+        # bucket, key, how many times this operation was sent for that key): the same objects
+        # get the same faults on every run, however the client interleaves its requests.
+        # Without one, faults are drawn at random.
+        self.seed = seed
         self.rng = random.Random(seed)
+        self.sent: dict[tuple[str, str, str], int] = {}
         self.upload_initiated: dict[str, str] = {}  # upload id -> S3-style Initiated time
         self.config: dict[str, Any] = {
             "kms_rps": 0.0,
@@ -428,6 +440,9 @@ class Emulator:
             "drop_phase": "before",
             "latency_ms": 0.0,
             "deny_ops": [],
+            "slowdown_rate": 0.0,
+            "stall_rate": 0.0,
+            "stall_ms": 0.0,
         }
         self.kms_bucket = TokenBucket(0)
         self.s3_bucket = TokenBucket(0)
@@ -471,7 +486,7 @@ class Emulator:
             self.statuses: dict[str, int] = {}
             self.throttled_kms = 0
             self.throttled_s3 = 0
-            self.faults = {"500": 0, "embedded": 0, "dropped": 0}
+            self.faults = {"500": 0, "embedded": 0, "dropped": 0, "slowdown": 0, "stalled": 0}
             self.kms_calls = 0
             self.precondition_failed = 0
 
@@ -699,24 +714,39 @@ class Emulator:
 
         # faults (object requests only)
         drop_after = False
+        stall_s = 0.0
         if is_object:
             with self.lock:
-                drop = self.rng.random() < self.config["drop_rate"]
-                fail = self.rng.random() < self.config["fail_rate"]
-                embedded = op == "CopyObject" and self.rng.random() < self.config["embedded_error_rate"]
-                phase = self.config["drop_phase"]
-                if drop:
+                draw = self.fault_draws(op, bucket_name, key_name)
+                cfg = self.config
+                slowdown = draw("slowdown") < cfg["slowdown_rate"]
+                drop = not slowdown and draw("drop") < cfg["drop_rate"]
+                fail = not (slowdown or drop) and draw("fail") < cfg["fail_rate"]
+                embedded = (not (slowdown or drop or fail) and op == "CopyObject"
+                            and draw("embedded") < cfg["embedded_error_rate"])
+                stall = not (slowdown or drop or fail or embedded) and draw("stall") < cfg["stall_rate"]
+                phase = cfg["drop_phase"]
+                if slowdown:
+                    # Counted as an S3 throttle too: to the client it is one.
+                    self.faults["slowdown"] += 1
+                    self.throttled_s3 += 1
+                elif drop:
                     self.faults["dropped"] += 1
                 elif fail:
                     self.faults["500"] += 1
                 elif embedded:
                     self.faults["embedded"] += 1
+                elif stall:
+                    self.faults["stalled"] += 1
+                    stall_s = cfg["stall_ms"] / 1000.0
+            if slowdown:
+                raise S3Error(503, "SlowDown", S3_SLOWDOWN_MSG)
             if drop and phase == "before":
                 self.drop_connection(environ)
             drop_after = drop
-            if not drop and fail:
+            if fail:
                 raise S3Error(500, "InternalError", INTERNAL_MSG)
-            if not drop and embedded:
+            if embedded:
                 rid = request_id()
                 body = (
                     f"<Error><Code>InternalError</Code><Message>{INTERNAL_MSG}</Message>"
@@ -744,6 +774,8 @@ class Emulator:
         else:
             status, headers, body = self.dispatch(environ, ctx)
         if status is None:  # pass-through op: stream moto's response as is
+            if stall_s > 0:
+                time.sleep(stall_s)
             if drop_after:
                 self.call_moto(environ)
                 self.drop_connection(environ)
@@ -753,7 +785,24 @@ class Emulator:
                 self.kms_calls += 1
         if drop_after:
             self.drop_connection(environ)
+        if stall_s > 0:
+            # The write is done; the answer comes late, after the client gave up on it.
+            time.sleep(stall_s)
         return self.send(start_response, status, headers, body)
+
+    def fault_draws(self, op: str, bucket: str, key: str) -> Callable[[str], float]:
+        """Numbers in [0, 1) for this request's fault decisions (call with self.lock held)."""
+        if self.seed is None:
+            return lambda _fault: self.rng.random()
+        ident = (op, bucket or "", key or "")
+        nth = self.sent.get(ident, 0)
+        self.sent[ident] = nth + 1
+
+        def draw(fault: str) -> float:
+            digest = hashlib.sha256(f"{self.seed}|{fault}|{op}|{bucket}|{key}|{nth}".encode()).digest()
+            return int.from_bytes(digest[:8], "big") / 2.0**64
+
+        return draw
 
     def uses_kms(self, op: str, backend: Any, bucket_name: str, query: dict[str, list[str]], environ: dict[str, Any]) -> bool:
         if op == "UpdateObjectEncryption":
@@ -1055,6 +1104,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--drop-rate", type=float, default=0.0, help="probability of closing the connection unanswered")
     p.add_argument("--drop-phase", choices=("before", "after"), default="before",
                    help="drop before moto handles the request (default) or after (side effects happen)")
+    p.add_argument("--slowdown-rate", type=float, default=0.0, help="probability of 503 SlowDown")
+    p.add_argument("--stall-rate", type=float, default=0.0,
+                   help="probability of holding the answer back --stall-ms after the write")
+    p.add_argument("--stall-ms", type=float, default=0.0, help="how long a stalled answer is held back")
     p.add_argument("--latency-ms", type=float, default=0.0, help="sleep before handling object requests")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--quiet", action="store_true", help="no per-request log lines")
@@ -1074,6 +1127,9 @@ def main(argv: list[str] | None = None) -> None:
             "fail_rate": args.fail_rate,
             "embedded_error_rate": args.embedded_error_rate,
             "drop_rate": args.drop_rate,
+            "slowdown_rate": args.slowdown_rate,
+            "stall_rate": args.stall_rate,
+            "stall_ms": args.stall_ms,
             "drop_phase": args.drop_phase,
             "latency_ms": args.latency_ms,
         },

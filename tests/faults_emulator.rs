@@ -200,26 +200,88 @@ async fn a_throttle_storm_fails_nothing_is_counted_and_the_limiter_recovers() {
     assert_eq!(assert_exactly_once(&f, &[]).await, N as usize);
 }
 
+/// The issue's throttle storm: half of all object requests answered 503 SlowDown for
+/// `REKEY_STORM_SECS` (default 30) of the run, then none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_the_requests_slowed_down_for_a_while_fails_nothing_and_the_rate_comes_back() {
+    const N: u64 = 500;
+    let storm = Duration::from_secs(std::env::var("REKEY_STORM_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(30));
+    let moto = Moto::start_with(&[("--seed", "11")]);
+    let f = fixture(&moto, "half-storm", N as usize, 23).await;
+    moto.configure(r#"{"slowdown_rate": 0.5}"#);
+    moto.reset_stats();
+    // 25 rps: the storm, not the emulator, is what the run meets.
+    let bg = run_in_background(&moto, &f.state, &["--kms-rps", "25", "--s3-rps", "50", "--skip-preflight"]);
+    std::thread::sleep(storm);
+    moto.configure(r#"{"slowdown_rate": 0}"#);
+    let in_storm = bg.snapshots.lock().unwrap().len();
+    let storm_stats = moto.stats();
+    let (exit, stderr, snapshots) = bg.wait();
+    assert!(exit.success(), "run failed: {stderr}");
+    let stats = moto.stats();
+    let s = status(&moto, &f.state);
+    assert_eq!(count(&s, "by_status", "done"), N, "{s}");
+    assert_eq!(count(&s, "by_status", "failed"), 0, "nothing fails because of throttling: {s}");
+    let last_run = &s["last_run"];
+    let (retries, throttles_s3) = (last_run["retries"].as_u64().unwrap(), last_run["throttles_s3"].as_u64().unwrap());
+    let slowdowns = stats["faults"]["slowdown"].as_u64().unwrap();
+    assert!(slowdowns > 0, "the storm answered SlowDown: {stats}");
+    assert_eq!(throttles_s3, stats["throttled_s3"].as_u64().unwrap(), "every SlowDown sent is counted: {last_run}");
+    assert!(retries >= slowdowns, "every SlowDown was retried: {retries} retries, {slowdowns} SlowDowns");
+    // During the storm the S3 rate was cut; after it, it came back up.
+    let rates: Vec<f64> = snapshots.iter().map(|p| p["s3_rate"].as_f64().unwrap()).collect();
+    let storm_min = rates[..in_storm.min(rates.len())].iter().cloned().fold(f64::MAX, f64::min);
+    let after_peak = rates[in_storm.min(rates.len())..].iter().cloned().fold(0.0, f64::max);
+    let storm_done =
+        storm_stats["requests"].as_object().map_or(0, |r| r.values().map(|v| v.as_u64().unwrap()).sum::<u64>());
+    eprintln!(
+        "half the requests SlowDown for {} s: {storm_done} requests in the storm, {slowdowns} answered SlowDown; \
+         {N} done, 0 failed in {:.1} s; {throttles_s3} S3 throttles counted, {retries} retries; S3 rate: started {:.0}, \
+         lowest in the storm {storm_min:.1}, highest after it {after_peak:.1} ({} snapshots, {in_storm} in the storm)",
+        storm.as_secs(),
+        last_run["elapsed_secs"].as_f64().unwrap(),
+        rates[0],
+        rates.len()
+    );
+    if in_storm < rates.len() {
+        assert!(storm_min < rates[0], "the rate dropped in the storm: {rates:?}");
+        assert!(after_peak > storm_min, "the rate recovered after the storm: {rates:?}");
+    }
+    assert_eq!(assert_exactly_once(&f, &[]).await, N as usize);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_faults_one_at_a_time_are_retried_and_nothing_is_done_twice() {
     const N: usize = 80;
     // Seeded: the same faults land on every run.
     let moto = Moto::start_with(&[("--seed", "7")]);
-    let scenarios = [
-        ("500 InternalError, 5 %", r#"{"fail_rate": 0.05}"#, "500"),
-        ("connection dropped before the write, 5 %", r#"{"drop_rate": 0.05, "drop_phase": "before"}"#, "dropped"),
-        ("connection dropped after the write, 5 %", r#"{"drop_rate": 0.05, "drop_phase": "after"}"#, "dropped"),
-        ("200 with an embedded <Error>, 10 % of copies", r#"{"embedded_error_rate": 0.1}"#, "embedded"),
-        ("40 ms latency on every object request", r#"{"latency_ms": 40}"#, ""),
+    // (name, emulator config, the fault counter it must raise, extra `rekey run` flags)
+    let scenarios: [(&str, &str, &str, &[&str]); 6] = [
+        ("500 InternalError, 5 %", r#"{"fail_rate": 0.05}"#, "500", &[]),
+        ("connection dropped before the write, 5 %", r#"{"drop_rate": 0.05, "drop_phase": "before"}"#, "dropped", &[]),
+        ("connection dropped after the write, 5 %", r#"{"drop_rate": 0.05, "drop_phase": "after"}"#, "dropped", &[]),
+        ("200 with an embedded <Error>, 10 % of copies", r#"{"embedded_error_rate": 0.1}"#, "embedded", &[]),
+        // The write happens; its answer comes 3 s later, after the client gave up at 1 s. The
+        // retry of a copy then meets a 412 (the ETag moved) and is settled by HEAD.
+        (
+            "answer held back 3 s after the write, past a 1 s client timeout, 5 %",
+            r#"{"stall_rate": 0.05, "stall_ms": 3000}"#,
+            "stalled",
+            &["--request-timeout", "1"],
+        ),
+        ("40 ms latency on every object request", r#"{"latency_ms": 40}"#, "", &[]),
     ];
-    for (i, (name, config, fault)) in scenarios.iter().enumerate() {
+    for (i, (name, config, fault, extra)) in scenarios.iter().enumerate() {
         let f = fixture(&moto, &format!("faults-{i}"), N, 30 + i as u64).await;
         moto.configure(config);
         moto.reset_stats();
-        let out = rekey(&moto, &["run", "--state", f.state.to_str().unwrap(), "--json-progress", "--skip-preflight"]);
+        let mut args = vec!["run", "--state", f.state.to_str().unwrap(), "--json-progress", "--skip-preflight"];
+        args.extend_from_slice(extra);
+        let out = rekey(&moto, &args);
         let stats = moto.stats();
         moto.configure(
-            r#"{"fail_rate": 0, "drop_rate": 0, "drop_phase": "before", "embedded_error_rate": 0, "latency_ms": 0}"#,
+            r#"{"fail_rate": 0, "drop_rate": 0, "drop_phase": "before", "embedded_error_rate": 0, "latency_ms": 0,
+                "stall_rate": 0}"#,
         );
         assert!(out.status.success(), "{name}: run failed: {}", String::from_utf8_lossy(&out.stderr));
         let last: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
