@@ -16,6 +16,20 @@ pub struct ConnectArgs {
     /// Virtual-hosted addressing with a custom endpoint.
     #[arg(long)]
     pub virtual_host: bool,
+    /// Accept a plain-http endpoint on a host other than loopback.
+    #[arg(long)]
+    pub allow_http: bool,
+    /// Seconds to wait for an answer before the attempt counts as a transient failure and
+    /// is retried (default 60).
+    #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
+    pub request_timeout: Option<std::time::Duration>,
+}
+
+fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    match s.parse::<f64>() {
+        Ok(secs) if secs > 0.0 && secs <= 3600.0 => Ok(std::time::Duration::from_secs_f64(secs)),
+        _ => Err(format!("{s:?} is not a number of seconds between 0 and 3600")),
+    }
 }
 
 impl ConnectArgs {
@@ -28,6 +42,8 @@ impl ConnectArgs {
             ),
             endpoint_url: self.endpoint_url.clone().or(plan.endpoint_url.clone()),
             virtual_host: self.virtual_host || plan.virtual_host.unwrap_or(false),
+            allow_http: self.allow_http || plan.allow_http.unwrap_or(false),
+            request_timeout: self.request_timeout,
         }
     }
 }

@@ -29,8 +29,10 @@ pub fn run(args: PlanArgs, mode: Mode, runtime: &tokio::runtime::Runtime) -> Res
             region: Some(r.plan.region.clone()),
             endpoint_url: r.endpoint_url.clone(),
             virtual_host: r.virtual_host,
+            allow_http: r.allow_http,
+            request_timeout: None,
         };
-        Some(S3Blobs::new(runtime.block_on(build_client(&s3)), runtime.handle().clone()))
+        Some(S3Blobs::new(runtime.block_on(build_client(&s3))?, runtime.handle().clone()))
     } else {
         None
     };
@@ -56,6 +58,8 @@ pub fn run(args: PlanArgs, mode: Mode, runtime: &tokio::runtime::Runtime) -> Res
                     region: Some(r.plan.region.clone()),
                     endpoint_url: r.endpoint_url.clone(),
                     virtual_host: r.virtual_host,
+                    allow_http: r.allow_http,
+                    request_timeout: None,
                 };
                 runtime.block_on(resolve_key(&s3, key))?
             };
@@ -95,7 +99,7 @@ pub fn run(args: PlanArgs, mode: Mode, runtime: &tokio::runtime::Runtime) -> Res
 
 /// The ARN of the key an alias or key id names, via kms:DescribeKey.
 async fn resolve_key(s3: &S3Settings, key: &str) -> Result<String> {
-    let kms = build_kms_client(s3).await;
+    let kms = build_kms_client(s3).await?;
     let out = kms.describe_key().key_id(key).send().await.map_err(|e| {
         anyhow::anyhow!(
             "--kms-key {key}: could not resolve it to a key ARN with kms:DescribeKey ({}); pass the key's full ARN",

@@ -820,7 +820,7 @@ pub async fn before_run(
     stop: &Stopper,
 ) -> Result<()> {
     let facts = PlanFacts::load(&cfg.state, custom_endpoint(settings))?;
-    let kms = build_kms_client(&kms_settings(settings, &facts)).await;
+    let kms = build_kms_client(&kms_settings(settings, &facts)).await?;
     let resume = format!("rekey run --state {}", cfg.state.display());
     if verbose {
         eprintln!("rekey: pre-flight checks of {}", cfg.state.display());
@@ -876,8 +876,8 @@ pub fn run(args: PreflightArgs, runtime: &tokio::runtime::Runtime) -> Result<()>
     drop(cp);
     runtime.block_on(async {
         let facts = PlanFacts::load(&args.state, custom_endpoint(&settings))?;
-        let s3 = build_client(&settings).await;
-        let kms = build_kms_client(&kms_settings(&settings, &facts)).await;
+        let s3 = build_client(&settings).await?;
+        let kms = build_kms_client(&kms_settings(&settings, &facts)).await?;
         eprintln!("rekey: pre-flight checks of {}", args.state.display());
         let mut checks = preflight(&s3, &kms, &facts).await;
         print_checklist(&checks, true);

@@ -99,6 +99,7 @@ pub(super) fn config(args: &RunArgs, cp: &Checkpoint) -> Result<(RunConfig, S3Se
     let prices: PriceTable = serde_json::from_str(&run.prices_json).context("the plan's prices")?;
     let key = run.kms_key_arn.clone().context("the plan has no KMS key; re-plan with --kms-key ARN")?;
     let s3 = args.connect.settings(&plan, &key);
+    s3.check()?;
     let region = s3.region.clone().unwrap_or_default();
     let quota = match plan.kms_quota {
         Some(q) => KmsQuota { rps: q, source: "--kms-quota" },
@@ -160,7 +161,7 @@ pub fn run(args: RunArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
     };
     drop(cp);
     let quiet = args.quiet || args.json_progress;
-    let client = runtime.block_on(build_client(&s3));
+    let client = runtime.block_on(build_client(&s3))?;
     if cfg.fidelity.preserve_acl {
         // With ACLs disabled, S3 refuses grant headers and every copy would fail.
         for b in &buckets {

@@ -55,6 +55,9 @@ pub struct PlanSettings {
     /// Virtual-hosted addressing with a custom endpoint (default there: path-style).
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pub virtual_host: Option<bool>,
+    /// Accept a plain-http endpoint on a host other than loopback.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub allow_http: Option<bool>,
     /// auto: UpdateObjectEncryption where S3 allows it, else copy.
     #[arg(long, value_enum)]
     pub method: Option<MethodChoice>,
@@ -153,6 +156,7 @@ impl PlanSettings {
             region,
             endpoint_url,
             virtual_host,
+            allow_http,
             method,
             bucket_key,
             include_prefix,
@@ -213,6 +217,7 @@ pub struct Resolved {
     pub format: Format,
     pub endpoint_url: Option<String>,
     pub virtual_host: bool,
+    pub allow_http: bool,
     pub state: Option<PathBuf>,
     pub replace: bool,
 }
@@ -307,6 +312,7 @@ pub fn resolve(s: &PlanSettings) -> Result<Resolved> {
         format: s.format.unwrap_or_default(),
         endpoint_url: s.endpoint_url.clone(),
         virtual_host: s.virtual_host.unwrap_or(false),
+        allow_http: s.allow_http.unwrap_or(false),
         state: s.state.clone(),
         replace: s.replace.unwrap_or(false),
     })

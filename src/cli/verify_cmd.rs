@@ -90,7 +90,7 @@ async fn resolve_alias(key: &str, s3: &S3Settings) -> Result<String> {
     if !(key.starts_with("alias/") || key.contains(":alias/")) {
         return Ok(key.to_string());
     }
-    let kms = build_kms_client(s3).await;
+    let kms = build_kms_client(s3).await?;
     let out =
         kms.describe_key().key_id(key).send().await.map_err(|e| {
             anyhow!("resolving the planned key alias {key}: KMS DescribeKey: {}", DisplayErrorContext(&e))
@@ -185,7 +185,7 @@ pub fn run(args: VerifyArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
     }
     let tally = runtime.block_on(async {
         expect.key_arn = resolve_alias(&expect.key_arn, &s3).await?;
-        let client = build_client(&s3).await;
+        let client = build_client(&s3).await?;
         check_all(&cp, source, total, client, Arc::new(expect.clone()), args.concurrency).await
     })?;
 

@@ -105,11 +105,14 @@ fn live(args: &DemoArgs, dir: &Path, runtime: &tokio::runtime::Runtime) -> Resul
     std::env::remove_var("AWS_SESSION_TOKEN");
     std::env::remove_var("AWS_PROFILE");
     std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-    let s3_settings =
-        S3Settings { region: Some("us-east-1".into()), endpoint_url: Some(emu.endpoint.clone()), virtual_host: false };
+    let s3_settings = S3Settings {
+        region: Some("us-east-1".into()),
+        endpoint_url: Some(emu.endpoint.clone()),
+        ..S3Settings::default()
+    };
     let spec = BucketSpec { seed: args.seed, ..BucketSpec::new("rekey-demo", args.objects) };
     let (s3, key, seeded, manifest) = runtime.block_on(async {
-        let s3 = build_client(&s3_settings).await;
+        let s3 = build_client(&s3_settings).await?;
         let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new("us-east-1"))
             .endpoint_url(&emu.endpoint)
