@@ -270,7 +270,8 @@ pub fn export(args: ExportArgs) -> Result<()> {
                 format!("copy-{}-{}", safe_name(&o.bucket), class)
             };
             let path = args.out.join(format!("{name}.csv"));
-            let file = std::fs::File::create(&path).with_context(|| format!("{}: cannot create", path.display()))?;
+            let file = super::private_file::create_private(&path)
+                .with_context(|| format!("{}: cannot create", path.display()))?;
             jobs.insert(
                 id.clone(),
                 Job {
@@ -346,7 +347,9 @@ pub fn export(args: ExportArgs) -> Result<()> {
             "RoleArn": args.role_arn,
         });
         let job_path = args.out.join(format!("{name}.job.json"));
-        std::fs::write(&job_path, serde_json::to_string_pretty(&request)? + "\n")
+        let body = serde_json::to_string_pretty(&request)? + "\n";
+        super::private_file::create_private(&job_path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, body.as_bytes()))
             .with_context(|| format!("{}: cannot write", job_path.display()))?;
         let usd = line_cost(&estimate, &by_line);
         local_usd += usd;
@@ -453,7 +456,7 @@ pub fn import(args: ImportArgs, runtime: &tokio::runtime::Runtime) -> Result<()>
     let blobs = if args.reports.iter().any(|r| r.starts_with("s3://")) {
         let plan: PlanSettings = serde_json::from_str(&run.options_json).context("the plan's options")?;
         let s3 = args.connect.settings(&plan, run.kms_key_arn.as_deref().unwrap_or(""));
-        Some(crate::s3::S3Blobs::new(runtime.block_on(crate::s3::build_client(&s3)), runtime.handle().clone()))
+        Some(crate::s3::S3Blobs::new(runtime.block_on(crate::s3::build_client(&s3))?, runtime.handle().clone()))
     } else {
         None
     };

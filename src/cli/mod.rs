@@ -13,9 +13,11 @@
 pub mod batch_ops;
 pub mod connect;
 pub mod demo;
+pub mod logging;
 pub mod output;
 pub mod plan_cmd;
 pub mod preflight_cmd;
+pub mod private_file;
 pub mod report_cmd;
 pub mod run_cmd;
 pub mod settings;

@@ -117,7 +117,8 @@ pub fn run(args: ReportArgs) -> Result<()> {
         (Only::All, _) => ReportScope::All,
     };
     let out_name = args.out.display().to_string();
-    let file = std::fs::File::create(&args.out).with_context(|| format!("{out_name}: cannot create the report"))?;
+    let file = super::private_file::create_private(&args.out)
+        .with_context(|| format!("{out_name}: cannot create the report"))?;
     let mut written = 0u64;
     match args.format {
         ReportFormat::Csv | ReportFormat::BatchOps => {
