@@ -261,14 +261,20 @@ async fn a_kms_key_disabled_mid_run_stops_the_run_which_resumes_once_enabled() {
     let f = fixture(Moto::start(), 300, 5).await;
     let key_id = f.key.rsplit('/').next().unwrap().to_string();
     let child = Command::new(rekey_bin())
-        .args(run_args(&f.state, &["--kms-rps", "40"]))
+        .args(run_args(&f.state, &["--kms-rps", "40", "--concurrency", "8"]))
         .envs(f.moto.env_for_cli())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     wait_for_done(&f, 40);
+    f.moto.reset_stats();
     f.kms.disable_key().key_id(&key_id).send().await.unwrap();
     let out = child.wait_with_output().unwrap();
+    // The breaker opens within one in-flight window: only requests already sent when the
+    // first refusal came back meet the disabled key.
+    let refused = f.moto.stats()["status"]["400"].as_u64().unwrap_or(0);
+    eprintln!("key disabled mid-run: {refused} requests refused with KMS.DisabledException (window 8)");
+    assert!((1..=8).contains(&refused), "{refused} requests met the disabled key; the window is 8");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "breaker exit code; stderr: {stderr}");
     assert!(stderr.contains("KMS.DisabledException"), "{stderr}");
