@@ -17,7 +17,9 @@ What the wrapper adds on top of moto (each absent from moto 5.2.5):
      KMS.KMSInvalidStateException / KMS.InvalidKeyUsageException, all 400) and the key reported
      back (and stored) as its full ARN.
   3. x-amz-copy-source-if-match / -if-none-match / -if-modified-since / -if-unmodified-since
-     on CopyObject and UploadPartCopy (412 PreconditionFailed), checked atomically with the copy.
+     on CopyObject and UploadPartCopy (412 PreconditionFailed), checked atomically with the copy;
+     If-Match / If-None-Match on CompleteMultipartUpload (412, or 404 when If-Match meets no
+     object), checked against the key's current version.
   4. Opaque (non-MD5) ETags for SSE-KMS objects written by CopyObject, PutObject and
      CompleteMultipartUpload (multipart keeps S3's "-N" suffix).
   5. x-amz-website-redirect-location is not carried over by CopyObject.
@@ -993,6 +995,8 @@ class Emulator:
         bucket = self.find_bucket(ctx["backend"], ctx["bucket"])
         upload_id = (ctx["query"].get("uploadId") or [""])[0]
         upload = bucket.multiparts.get(upload_id) if bucket is not None else None
+        if upload is not None:
+            self.check_write_preconditions(environ, bucket, ctx["key"])
         status, headers, body = self.call_moto(environ)
         if upload is None or not status.startswith("2") or b"<Error>" in body[:200]:
             return status, headers, body
@@ -1000,6 +1004,31 @@ class Emulator:
         if key is not None and (key.encryption in KMS_SSE or upload.sse_encryption in KMS_SSE):
             headers, body = self.replace_etag(headers, body, self.opaque_etag(key))
         return status, headers, body
+
+    def check_write_preconditions(self, environ: dict[str, Any], bucket: Any, key_name: str) -> None:
+        """S3's conditional writes (If-Match / If-None-Match) against the key's current
+        version, checked under the write lock, so atomically with the write. moto 5.2 ignores
+        If-Match on CompleteMultipartUpload, which would let a test of rekey's guard pass
+        whether or not the guard is sent."""
+        if_match = hdr(environ, "if-match")
+        if_none = hdr(environ, "if-none-match")
+        if if_match is None and if_none is None:
+            return
+        current = self.find_key(bucket, key_name, None)
+        exists = current is not None and hasattr(current, "etag") and not getattr(current, "is_delete_marker", False)
+        if if_match is not None:
+            if not exists:
+                raise S3Error(404, "NoSuchKey", "The specified key does not exist.",
+                              f"<Key>{xml_escape(key_name)}</Key>")
+            if not etag_matches(if_match, current.etag):
+                raise S3Error(412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold",
+                              "<Condition>If-Match</Condition>")
+        if if_none is not None and exists and etag_matches(if_none, current.etag):
+            raise S3Error(412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold",
+                          "<Condition>If-None-Match</Condition>")
+        # handled here; keep moto from applying its own narrower version
+        set_hdr(environ, "if-match", None)
+        set_hdr(environ, "if-none-match", None)
 
     def get_bucket_versioning(self, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
         status, headers, body = self.call_moto(environ)

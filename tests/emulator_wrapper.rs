@@ -513,3 +513,64 @@ async fn faults_are_injected_on_object_requests_only() {
     let dst = s3.head_object().bucket(b).key("dst").send().await;
     assert_eq!(failure(dst).0, 404, "the embedded-error copy did not happen");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn complete_multipart_upload_honours_if_match_and_if_none_match() {
+    let moto = Moto::start();
+    let s3 = no_retry_client(&moto).await;
+    s3.create_bucket().bucket("cmu").send().await.unwrap();
+    put_sse_s3(&s3, "cmu", "obj", b"original").await;
+    let current = s3.head_object().bucket("cmu").key("obj").send().await.unwrap().e_tag().unwrap().to_string();
+    // One single-part upload per attempt: CreateMultipartUpload, UploadPart, then Complete
+    // under the given condition.
+    let complete = |key: &'static str, if_match: Option<String>, if_none: Option<&'static str>| {
+        let s3 = s3.clone();
+        async move {
+            let up = s3.create_multipart_upload().bucket("cmu").key(key).send().await.unwrap();
+            let id = up.upload_id().unwrap().to_string();
+            let part = s3
+                .upload_part()
+                .bucket("cmu")
+                .key(key)
+                .upload_id(&id)
+                .part_number(1)
+                .body(ByteStream::from_static(b"replacement"))
+                .send()
+                .await
+                .unwrap();
+            let parts = aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                .parts(aws_sdk_s3::types::CompletedPart::builder().part_number(1).e_tag(part.e_tag().unwrap()).build())
+                .build();
+            let mut req = s3.complete_multipart_upload().bucket("cmu").key(key).upload_id(&id).multipart_upload(parts);
+            if let Some(m) = if_match {
+                req = req.if_match(m);
+            }
+            if let Some(n) = if_none {
+                req = req.if_none_match(n);
+            }
+            let res = req.send().await;
+            if res.is_err() {
+                s3.abort_multipart_upload().bucket("cmu").key(key).upload_id(&id).send().await.unwrap();
+            }
+            res
+        }
+    };
+    let body = |key: &'static str| {
+        let s3 = s3.clone();
+        async move {
+            let o = s3.get_object().bucket("cmu").key(key).send().await.unwrap();
+            o.body.collect().await.unwrap().into_bytes().to_vec()
+        }
+    };
+
+    let (status, code, _) = failure(complete("obj", Some("\"0123456789abcdef0123456789abcdef\"".into()), None).await);
+    assert_eq!((status, code.as_str()), (412, "PreconditionFailed"), "a stale If-Match is refused");
+    assert_eq!(body("obj").await, b"original", "and nothing was written");
+    let (status, code, _) = failure(complete("obj", None, Some("*")).await);
+    assert_eq!((status, code.as_str()), (412, "PreconditionFailed"), "If-None-Match: * on an existing key");
+    let (status, code, _) = failure(complete("absent", Some(current.clone()), None).await);
+    assert_eq!((status, code.as_str()), (404, "NoSuchKey"), "If-Match on a key that does not exist");
+    complete("obj", Some(current), None).await.expect("the current ETag matches");
+    assert_eq!(body("obj").await, b"replacement");
+    complete("fresh", None, Some("*")).await.expect("If-None-Match: * on a new key");
+}
