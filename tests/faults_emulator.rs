@@ -244,7 +244,7 @@ async fn half_the_requests_slowed_down_for_a_while_fails_nothing_and_the_rate_co
         rates.len()
     );
     if in_storm < rates.len() {
-        assert!(storm_min < rates[0], "the rate dropped in the storm: {rates:?}");
+        assert!(storm_min < 50.0, "the rate dropped below its 50 rps ceiling in the storm: {rates:?}");
         assert!(after_peak > storm_min, "the rate recovered after the storm: {rates:?}");
     }
     assert_eq!(assert_exactly_once(&f, &[]).await, N as usize);
