@@ -247,9 +247,10 @@ async fn a_quota_gate_below_the_configured_rate_is_found_without_failures() {
     );
     // The limiter came down from 1,000 to near the gate, and throttles became rare.
     let ended = last["kms_rate"].as_f64().unwrap();
-    // Not below 100: on a loaded machine the emulator itself may serve less than its gate,
-    // and following that down is right; never far above the gate.
-    assert!((100.0..=260.0).contains(&ended), "limiter ended at {ended}");
+    // Never far above the gate. The lower bound only catches a collapse to the floor (10):
+    // on a loaded machine the emulator itself serves less than its gate (117 rps seen with
+    // three builds beside it), and following that down is right.
+    assert!((40.0..=260.0).contains(&ended), "limiter ended at {ended}");
     assert!(
         (late_throttles as f64) < 0.10 * late_requests as f64,
         "{late_throttles} of {late_requests} throttled late"
