@@ -150,6 +150,19 @@ fn wait_for_done(moto: &Moto, state: &Path, at_least: u64) -> u64 {
     panic!("never reached {at_least} done");
 }
 
+/// Waits for a throttled background run and checks what every throttling scenario must
+/// show: a clean exit, all `n` objects done and none failed. Returns the emulator's stats,
+/// the run's `last_run` from status, and its progress snapshots.
+fn finish_throttled_run(bg: Background, moto: &Moto, f: &Fixture, n: u64) -> (Value, Value, Vec<Value>) {
+    let (exit, stderr, snapshots) = bg.wait();
+    assert!(exit.success(), "run failed: {stderr}");
+    let stats = moto.stats();
+    let s = status(moto, &f.state);
+    assert_eq!(count(&s, "by_status", "done"), n, "{s}");
+    assert_eq!(count(&s, "by_status", "failed"), 0, "nothing fails because of throttling: {s}");
+    (stats, s["last_run"].clone(), snapshots)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttle_storm_fails_nothing_is_counted_and_the_limiter_recovers() {
     const N: u64 = 300;
@@ -165,13 +178,7 @@ async fn a_throttle_storm_fails_nothing_is_counted_and_the_limiter_recovers() {
     // Back to normal, from the test thread.
     moto.configure(r#"{"kms_rps": 0, "s3_rps": 0}"#);
     let storm_snapshots = bg.snapshots.lock().unwrap().len();
-    let (exit, stderr, snapshots) = bg.wait();
-    assert!(exit.success(), "run failed: {stderr}");
-    let stats = moto.stats();
-    let s = status(&moto, &f.state);
-    assert_eq!(count(&s, "by_status", "done"), N, "{s}");
-    assert_eq!(count(&s, "by_status", "failed"), 0, "nothing fails because of throttling: {s}");
-    let last_run = &s["last_run"];
+    let (stats, last_run, snapshots) = finish_throttled_run(bg, &moto, &f, N);
     let (retries, throttles_kms, throttles_s3) = (
         last_run["retries"].as_u64().unwrap(),
         last_run["throttles_kms"].as_u64().unwrap(),
@@ -216,13 +223,7 @@ async fn half_the_requests_slowed_down_for_a_while_fails_nothing_and_the_rate_co
     moto.configure(r#"{"slowdown_rate": 0}"#);
     let in_storm = bg.snapshots.lock().unwrap().len();
     let storm_stats = moto.stats();
-    let (exit, stderr, snapshots) = bg.wait();
-    assert!(exit.success(), "run failed: {stderr}");
-    let stats = moto.stats();
-    let s = status(&moto, &f.state);
-    assert_eq!(count(&s, "by_status", "done"), N, "{s}");
-    assert_eq!(count(&s, "by_status", "failed"), 0, "nothing fails because of throttling: {s}");
-    let last_run = &s["last_run"];
+    let (stats, last_run, snapshots) = finish_throttled_run(bg, &moto, &f, N);
     let (retries, throttles_s3) = (last_run["retries"].as_u64().unwrap(), last_run["throttles_s3"].as_u64().unwrap());
     let slowdowns = stats["faults"]["slowdown"].as_u64().unwrap();
     assert!(slowdowns > 0, "the storm answered SlowDown: {stats}");
