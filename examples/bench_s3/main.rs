@@ -13,7 +13,8 @@
 //! empty set), and the bucket calls the peers make on start-up. Control endpoints, never
 //! delayed and never counted:
 //!
-//! - `GET /__stats`: requests per operation since the last reset, as JSON.
+//! - `GET /__stats`: requests per operation and connections accepted since the last reset,
+//!   as JSON.
 //! - `POST /__reset`: zero the counters.
 //! - `POST /__seed?bucket=B&count=N&size=S&prefix=P`: replace bucket B with N SSE-S3
 //!   objects `P00000000`, `P00000001`, … of S bytes (20,000 PUTs would take longer than
@@ -55,6 +56,9 @@ struct Server {
     store: Mutex<Store>,
     counts: [AtomicU64; Op::ALL.len()],
     requests: AtomicU64,
+    /// Connections accepted since the last reset: a client that keeps too few idle
+    /// connections pays a TCP handshake per request, and this shows it.
+    connections: AtomicU64,
     latency: Duration,
 }
 
@@ -66,7 +70,8 @@ impl Server {
             .filter(|(_, n)| *n > 0)
             .collect();
         let total: u64 = ops.values().sum();
-        json(serde_json::json!({ "total": total, "ops": ops }))
+        let connections = self.connections.load(Ordering::Relaxed);
+        json(serde_json::json!({ "total": total, "ops": ops, "connections": connections }))
     }
 
     fn check(&self, bucket: &str) -> Response {
@@ -95,6 +100,7 @@ impl Server {
             ("GET", "/__stats") => self.stats(),
             ("POST", "/__reset") => {
                 self.counts.iter().for_each(|c| c.store(0, Ordering::Relaxed));
+                self.connections.store(0, Ordering::Relaxed);
                 self.stats()
             }
             ("POST", "/__seed") => {
@@ -156,10 +162,12 @@ fn main() -> std::io::Result<()> {
             store: Mutex::new(Store::default()),
             counts: std::array::from_fn(|_| AtomicU64::new(0)),
             requests: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
             latency: Duration::from_millis(args.latency_ms),
         });
         loop {
             let (stream, _) = listener.accept().await?;
+            server.connections.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(serve(server.clone(), stream));
         }
     })
