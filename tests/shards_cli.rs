@@ -1,4 +1,5 @@
-//! `rekey plan --shards N` on a generated inventory (no emulator).
+//! `rekey plan --shards N` and `rekey status` over several checkpoints, on a generated
+//! inventory (no emulator).
 
 use rekey::inventory::synthetic::{demo_rows, write_inventory, InventorySpec, FULL_SCHEMA};
 use rekey::plan::shard::shard_of;
@@ -273,3 +274,112 @@ fn bad_shard_counts_and_existing_shards_are_refused_cleanly() {
     );
 }
 
+/// A progress snapshot as a running `rekey run` writes it, from a live process (this one).
+fn running_snapshot(kms_rate: f64, eta: f64) -> String {
+    serde_json::json!({
+        "schema": "rekey.progress/1", "pid": std::process::id(), "state": "running",
+        "started_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:01:00Z", "elapsed_secs": 60.0,
+        "total_objects": 100, "total_bytes": 1000, "done": 10, "failed": 0, "changed": 0, "gone": 0,
+        "needs_restore": 0, "bytes_done": 100, "requests": 10, "retries": 0, "throttles_kms": 1, "throttles_s3": 2,
+        "transient_errors": 0, "objects_per_sec": 5.0, "kms_rate": kms_rate, "kms_ceiling": 12500.0,
+        "s3_rate": 2.0 * kms_rate, "s3_ceiling": 3500.0, "window": 8, "latency_ms": 20.0, "eta_secs": eta
+    })
+    .to_string()
+}
+
+#[test]
+fn status_sums_several_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = inventory(dir.path());
+    let whole = dir.path().join("whole.rekey");
+    ok(plan(&manifest, &whole, &[]));
+    ok(plan(&manifest, &dir.path().join("plan.rekey"), &["--shards", "4"]));
+    let shards = shard_files(dir.path(), "plan", 4);
+
+    // The same outcomes in the whole plan and in whichever shard holds each object.
+    let outcomes = [
+        ("done", "UPDATE objects SET status = 'done', attempts = 1, verify_verdict = 'ok' WHERE id IN (SELECT id FROM objects WHERE status = 'pending' AND key = ?1)"),
+        ("failed", "UPDATE objects SET status = 'failed', attempts = 2, error_code = 'AccessDenied' WHERE id IN (SELECT id FROM objects WHERE status = 'pending' AND key = ?1)"),
+    ];
+    let pending: Vec<String> = {
+        let db = rusqlite::Connection::open(&whole).unwrap();
+        let mut stmt = db.prepare("SELECT DISTINCT key FROM objects WHERE status = 'pending' ORDER BY key").unwrap();
+        let keys = stmt.query_map([], |r| r.get(0)).unwrap().map(|k| k.unwrap()).collect();
+        keys
+    };
+    assert!(pending.len() > 100);
+    let mut changed = 0;
+    for (i, key) in pending.iter().enumerate().filter(|(i, _)| i % 7 < 2) {
+        let (_, sql) = outcomes[i % 7];
+        let n = rusqlite::Connection::open(&whole).unwrap().execute(sql, [key]).unwrap();
+        let m: usize = shards.iter().map(|s| rusqlite::Connection::open(s).unwrap().execute(sql, [key]).unwrap()).sum();
+        assert_eq!(n, m, "{key}");
+        changed += n;
+    }
+    assert!(changed > 20);
+
+    let path = |p: &PathBuf| p.to_str().unwrap().to_string();
+    let mut args = vec!["status".to_string(), "--format".into(), "json".into(), "--state".into()];
+    args.extend(shards.iter().map(path));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let sum = json(&ok(rekey(&args)));
+    let one = json(&ok(rekey(&["status", "--state", whole.to_str().unwrap(), "--format", "json"])));
+    assert_eq!(sum["schema"], "rekey.status-sum/1");
+    for field in ["by_status", "by_method", "by_skip_reason", "to_do", "by_verify_verdict"] {
+        assert_eq!(sum[field], one[field], "{field}");
+    }
+    assert!(one["by_status"]["done"].as_u64().unwrap() > 0 && one["by_status"]["failed"].as_u64().unwrap() > 0);
+    assert_eq!(sum["state_files"], serde_json::json!(shards.iter().map(path).collect::<Vec<_>>()));
+    assert_eq!(sum["running"], 0);
+    assert_eq!(sum["live"]["kms_rate"].to_string(), "0.0", "no run: zero, not -0");
+    assert_eq!(sum["live"]["eta_secs"], serde_json::Value::Null);
+    assert_eq!(sum["files"].as_array().unwrap().len(), 4);
+    assert_eq!(sum["files"][2]["state_file"], path(&shards[2]));
+    assert_eq!(sum["files"][2]["schema"], "rekey.status/1");
+
+    // One file: the single-checkpoint document, as before.
+    let single = json(&ok(rekey(&["status", "--state", &path(&shards[0]), "--format", "json"])));
+    assert_eq!(single["schema"], "rekey.status/1");
+    assert_eq!(single["state_file"], path(&shards[0]));
+    assert_eq!(single, sum["files"][0]);
+
+    // Two runs going on: their rates add up, and the job ends with the slower.
+    for (s, (rate, eta)) in shards.iter().zip([(100.0, 30.0), (250.0, 90.0)]) {
+        rusqlite::Connection::open(s)
+            .unwrap()
+            .execute("INSERT OR REPLACE INTO progress (id, json) VALUES (1, ?1)", [running_snapshot(rate, eta)])
+            .unwrap();
+    }
+    let sum = json(&ok(rekey(&args)));
+    assert_eq!(sum["running"], 2);
+    assert_eq!(sum["live"]["kms_rate"], 350.0);
+    assert_eq!(sum["live"]["s3_rate"], 700.0);
+    assert_eq!(sum["live"]["throttles"], 6);
+    assert_eq!(sum["live"]["eta_secs"], 90.0);
+    assert_eq!(sum["files"][0]["running"], true);
+
+    // The table: repeated --state works as well as a list after one.
+    let mut table_args = vec!["status".to_string()];
+    for s in &shards {
+        table_args.push("--state".into());
+        table_args.push(path(s));
+    }
+    let table_args: Vec<&str> = table_args.iter().map(String::as_str).collect();
+    let table = stdout(&ok(rekey(&table_args)));
+    assert!(table.starts_with("4 checkpoints, summed:\n"), "{table}");
+    assert!(table.contains("running: 2 of 4; together KMS 350 rps, S3 700 rps"), "{table}");
+    let done = one["by_status"]["done"].as_u64().unwrap();
+    assert!(table.contains(&format!("  {:<20} {:>14}\n", "done", rekey::units::thousands(done))), "{table}");
+    assert!(table.contains("no run yet"), "{table}");
+
+    // The same file twice would count it twice; a missing one is named.
+    let twice = rekey(&["status", "--state", &path(&shards[0]), "--state", &path(&shards[0])]);
+    assert_eq!(twice.status.code(), Some(2));
+    assert!(stderr(&twice).contains("given twice"), "{}", stderr(&twice));
+    let missing = dir.path().join("plan.shard-9-of-4.rekey");
+    let gone = rekey(&["status", "--state", &path(&shards[0]), "--state", &path(&missing)]);
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(stderr(&gone).contains("plan.shard-9-of-4.rekey"), "{}", stderr(&gone));
+    let none = rekey(&["status"]);
+    assert_eq!(none.status.code(), Some(2), "--state is required");
+}
