@@ -5,6 +5,7 @@
 //!   records each request and answers with S3 Control's CreateJob response (a
 //!   `CreateJobResult` holding a JobId). moto's S3 Control support is partial, so the
 //!   request is checked here, field by field, instead.
+//! * `import batch-ops s3://…`: a completion report read from the emulator.
 
 mod support;
 
@@ -346,4 +347,53 @@ async fn submit_uploads_the_manifests_and_creates_the_jobs() {
     assert_eq!(no_bucket.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&no_bucket.stderr).contains("--report-bucket"));
     assert!(!dir.path().join("x").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_reads_completion_reports_from_s3() {
+    let moto = Moto::start();
+    let s3 = moto.s3_client().await;
+    s3.create_bucket().bucket(REPORTS).send().await.expect("CreateBucket");
+    let dir = tempfile::tempdir().unwrap();
+    let state = planned(dir.path()).await;
+    // A job's report as Batch Operations writes it: results/<hash>.csv under the prefix.
+    let key = "rekey-batch-ops/job/reports/update-src-bucket/job-a1b2c3d4/results/5f2b.csv";
+    let report = "src-bucket,plain/a.txt,v1,succeeded,200,,Successful\n\
+                  src-bucket,x+y%2Bz%2C%C3%A9/%C3%BC.txt,v2,succeeded,200,,Successful\n\
+                  src-bucket,nulls/x.txt,,failed,403,AccessDenied,Access Denied\n\
+                  src-bucket,copy/b.txt,v4,failed,500,InternalError,We encountered an internal error\n\
+                  src-bucket,not/planned.txt,v9,succeeded,200,,Successful\n";
+    s3.put_object().bucket(REPORTS).key(key).body(report.as_bytes().to_vec().into()).send().await.expect("PutObject");
+    let url = format!("s3://{REPORTS}/{key}");
+    let o = ok(rekey(&moto.env_for_cli(), &["import", "batch-ops", "--state", state.to_str().unwrap(), &url]).await);
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(text.contains(&format!("{url}: 5 rows")), "{text}");
+    assert!(text.contains("marked done                                       2"), "{text}");
+    assert!(text.contains("marked failed                                     2"), "{text}");
+    assert!(text.contains("unknown (not in the plan)                         1"), "{text}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("s3://src-bucket/not/planned.txt (version v9)"));
+
+    let status = ok(rekey(&[], &["status", "--state", state.to_str().unwrap(), "--format", "json"]).await);
+    let s: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(s["by_status"], serde_json::json!({"done": 2, "failed": 2, "pending": 1}));
+    let db = rusqlite::Connection::open(&state).unwrap();
+    let (code, retryable): (String, bool) = db
+        .query_row("SELECT error_code, retryable FROM objects WHERE key = 'copy/b.txt'", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((code.as_str(), retryable), ("InternalError", true));
+    let note: String = db.query_row("SELECT note FROM objects WHERE key = 'x y+z,é/ü.txt'", [], |r| r.get(0)).unwrap();
+    assert_eq!(note, "batch_ops");
+
+    // A report that is not there: the URL in a one-line error, and nothing changed.
+    let missing = rekey(
+        &moto.env_for_cli(),
+        &["import", "batch-ops", "--state", state.to_str().unwrap(), &format!("s3://{REPORTS}/no/such.csv")],
+    )
+    .await;
+    assert_eq!(missing.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&missing.stderr).to_string();
+    assert!(err.contains(&format!("s3://{REPORTS}/no/such.csv")), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
 }
