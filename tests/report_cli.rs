@@ -326,7 +326,7 @@ fn export_writes_one_manifest_and_job_per_operation_and_class() {
     assert!(text.contains("3 jobs x $0.25"), "{text}");
     assert!(text.contains("aws s3control create-job --region us-east-1 --cli-input-json file://"), "{text}");
 
-    // A second export into the same directory is refused; --submit is not built.
+    // A second export into the same directory is refused; --submit needs a bucket to upload to.
     let again = rekey(&[
         "export",
         "batch-ops",
@@ -355,7 +355,7 @@ fn export_writes_one_manifest_and_job_per_operation_and_class() {
         "--submit",
     ]);
     assert_eq!(submit.status.code(), Some(2));
-    assert!(stderr(&submit).contains("--submit is not built yet"), "{}", stderr(&submit));
+    assert!(stderr(&submit).contains("--report-bucket"), "{}", stderr(&submit));
     let bad = rekey(&[
         "export",
         "batch-ops",

@@ -173,9 +173,26 @@ pub struct ExportArgs {
     /// The jobs' priority (higher runs first).
     #[arg(long, default_value_t = 10)]
     pub priority: i32,
-    /// Upload the manifests and call CreateJob (not built yet).
-    #[arg(long)]
+    /// Upload the manifests to --report-bucket and create the jobs with S3 Control
+    /// CreateJob; each job still waits for confirmation.
+    #[arg(long, requires = "report_bucket")]
     pub submit: bool,
+    /// With --submit: the S3 Control endpoint, used exactly as given (default: AWS's, for
+    /// the key's region and --account-id).
+    #[arg(long, value_name = "URL", requires = "submit")]
+    pub s3control_endpoint_url: Option<String>,
+    /// With --submit: where to upload the manifests (S3 endpoint, region).
+    #[command(flatten)]
+    pub connect: super::connect::ConnectArgs,
+}
+
+/// A written job, for --submit.
+struct Written {
+    name: String,
+    csv: PathBuf,
+    job: PathBuf,
+    manifest_key: String,
+    request: serde_json::Value,
 }
 
 /// One job: its operation, bucket and (for copies) storage class, and its manifest.
@@ -191,15 +208,7 @@ struct Job {
     by_line: BTreeMap<(String, String), u64>,
 }
 
-pub fn export(args: ExportArgs) -> Result<()> {
-    if args.submit {
-        return Err(Exit::new(
-            2,
-            "--submit is not built yet: upload the manifests and run the printed `aws s3control create-job` commands"
-                .into(),
-        )
-        .into());
-    }
+pub fn export(args: ExportArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
     if args.account_id.len() != 12 || !args.account_id.bytes().all(|b| b.is_ascii_digit()) {
         return Err(Exit::new(2, format!("--account-id '{}': an AWS account id is 12 digits", args.account_id)).into());
     }
@@ -300,6 +309,7 @@ pub fn export(args: ExportArgs) -> Result<()> {
     let mut out = String::new();
     let (mut local_usd, mut exported) = (0.0, 0u64);
     let mut commands = Vec::new();
+    let mut written = Vec::new();
     for job in jobs.into_values() {
         let Job { name, bucket, class, objects, bytes, mut file, md5, by_line } = job;
         file.flush().with_context(|| format!("{name}.csv: cannot write"))?;
@@ -351,6 +361,13 @@ pub fn export(args: ExportArgs) -> Result<()> {
         super::private_file::create_private(&job_path)
             .and_then(|mut f| std::io::Write::write_all(&mut f, body.as_bytes()))
             .with_context(|| format!("{}: cannot write", job_path.display()))?;
+        written.push(Written {
+            name: name.clone(),
+            csv: args.out.join(format!("{name}.csv")),
+            job: job_path.clone(),
+            manifest_key: format!("{prefix}/{name}.csv"),
+            request,
+        });
         let usd = line_cost(&estimate, &by_line);
         local_usd += usd;
         exported += objects;
@@ -393,6 +410,26 @@ pub fn export(args: ExportArgs) -> Result<()> {
             "whole plan (the estimate): local ${total:.2}, all through Batch Operations in one job ${alt:.2}\n"
         ));
     }
+    if args.submit {
+        print!("{head}");
+        std::io::stdout().flush()?;
+        let plan_s3 = args.connect.settings(&plan, &key_arn);
+        let ids = runtime.block_on(submit(&args, &plan_s3, &region, &report_bucket, &mut written))?;
+        println!("created {} jobs, each waiting for confirmation (Batch Operations console, or", ids.len());
+        println!(
+            "  aws s3control update-job-status --region {region} --account-id {} --requested-job-status Ready --job-id ID):",
+            args.account_id
+        );
+        for (name, id) in &ids {
+            println!("  JobId {id}  {name}");
+        }
+        println!(
+            "do not run `rekey run` on this plan while the jobs run; afterwards fold the completion reports in with \
+             `rekey import batch-ops --state {} s3://{report_bucket}/{prefix}/reports/...`",
+            args.state.display()
+        );
+        return Ok(());
+    }
     head.push_str(&format!(
         "upload the manifests, then create the jobs (each waits for confirmation):\n  \
          aws s3 cp {} s3://{report_bucket}/{prefix}/ --recursive --exclude '*' --include '*.csv'\n",
@@ -408,6 +445,172 @@ pub fn export(args: ExportArgs) -> Result<()> {
     );
     print!("{head}");
     Ok(())
+}
+
+/// `--submit`: upload each manifest to the report bucket, put the ETag S3 gave it into
+/// its job (and its `.job.json`: a bucket with default SSE-KMS encryption gives an ETag
+/// that is not the MD5), and create the job. Returns (job name, JobId) in order.
+async fn submit(
+    args: &ExportArgs,
+    s3: &crate::s3::S3Settings,
+    region: &str,
+    bucket: &str,
+    jobs: &mut [Written],
+) -> Result<Vec<(String, String)>> {
+    let client = crate::s3::build_client(s3).await?;
+    let control =
+        crate::s3::build_control_client(region, args.s3control_endpoint_url.as_deref(), s3.allow_http).await?;
+    let mut ids = Vec::new();
+    for job in jobs.iter_mut() {
+        let body = aws_sdk_s3::primitives::ByteStream::from_path(&job.csv)
+            .await
+            .with_context(|| format!("{}: cannot read", job.csv.display()))?;
+        let put = client
+            .put_object()
+            .bucket(bucket)
+            .key(&job.manifest_key)
+            .content_type("text/csv")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "uploading {} to s3://{bucket}/{}: {}{}",
+                    job.csv.display(),
+                    job.manifest_key,
+                    aws_sdk_s3::error::DisplayErrorContext(&e),
+                    created_so_far(&ids)
+                )
+            })?;
+        let etag =
+            put.e_tag().map(|t| t.trim_matches('"').to_string()).filter(|t| !t.is_empty()).with_context(|| {
+                format!("s3://{bucket}/{}: PutObject returned no ETag{}", job.manifest_key, created_so_far(&ids))
+            })?;
+        job.request["Manifest"]["Location"]["ETag"] = etag.clone().into();
+        std::fs::write(&job.job, serde_json::to_string_pretty(&job.request)? + "\n")
+            .with_context(|| format!("{}: cannot write", job.job.display()))?;
+        let out = create_job(&control, &job.request)
+            .with_context(|| format!("{}{}", job.job.display(), created_so_far(&ids)))?
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "CreateJob for {}: {}{}",
+                    job.name,
+                    aws_sdk_s3control::error::DisplayErrorContext(&e),
+                    created_so_far(&ids)
+                )
+            })?;
+        let id = out.job_id().unwrap_or_default().to_string();
+        if id.is_empty() {
+            bail!("CreateJob for {}: the answer has no JobId{}", job.name, created_so_far(&ids));
+        }
+        ids.push((job.name.clone(), id));
+    }
+    Ok(ids)
+}
+
+/// For an error part-way through --submit: the jobs already created.
+fn created_so_far(ids: &[(String, String)]) -> String {
+    if ids.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = ids.iter().map(|(n, id)| format!("{n} = {id}")).collect();
+    format!(" (jobs already created: {}; running the export again creates no duplicate)", list.join(", "))
+}
+
+/// The CreateJob call for a request as written to `.job.json` (the `aws s3control
+/// create-job --cli-input-json` shape), so that what is submitted is what is on disk.
+fn create_job(
+    control: &aws_sdk_s3control::Client,
+    req: &serde_json::Value,
+) -> Result<aws_sdk_s3control::operation::create_job::builders::CreateJobFluentBuilder> {
+    use aws_sdk_s3control::types as t;
+    let text = |v: &serde_json::Value, field: &str| -> Result<String> {
+        v.as_str().map(str::to_string).with_context(|| format!("field {field}: missing or not a string"))
+    };
+    let flag = |v: &serde_json::Value| v.as_bool().unwrap_or(false);
+    let op = &req["Operation"];
+    let operation = if let Some(u) = op.get("S3UpdateObjectEncryption") {
+        let k = &u["ObjectEncryption"]["SSEKMS"];
+        let ssekms = t::S3UpdateObjectEncryptionSsekms::builder()
+            .kms_key_arn(text(&k["KMSKeyArn"], "Operation.S3UpdateObjectEncryption.ObjectEncryption.SSEKMS.KMSKeyArn")?)
+            .bucket_key_enabled(flag(&k["BucketKeyEnabled"]))
+            .build()?;
+        t::JobOperation::builder()
+            .s3_update_object_encryption(
+                t::S3UpdateObjectEncryptionOperation::builder()
+                    .object_encryption(t::ObjectEncryption::builder().ssekms(ssekms).build())
+                    .build(),
+            )
+            .build()
+    } else if let Some(c) = op.get("S3PutObjectCopy") {
+        let f = |name: &str| text(&c[name], &format!("Operation.S3PutObjectCopy.{name}"));
+        t::JobOperation::builder()
+            .s3_put_object_copy(
+                t::S3CopyObjectOperation::builder()
+                    .target_resource(f("TargetResource")?)
+                    .metadata_directive(t::S3MetadataDirective::from(f("MetadataDirective")?.as_str()))
+                    .new_object_metadata(
+                        t::S3ObjectMetadata::builder()
+                            .sse_algorithm(t::S3SseAlgorithm::from(
+                                text(
+                                    &c["NewObjectMetadata"]["SSEAlgorithm"],
+                                    "Operation.S3PutObjectCopy.NewObjectMetadata.SSEAlgorithm",
+                                )?
+                                .as_str(),
+                            ))
+                            .build(),
+                    )
+                    .sse_aws_kms_key_id(f("SSEAwsKmsKeyId")?)
+                    .bucket_key_enabled(flag(&c["BucketKeyEnabled"]))
+                    .storage_class(t::S3StorageClass::from(f("StorageClass")?.as_str()))
+                    .build(),
+            )
+            .build()
+    } else {
+        bail!("field Operation: neither S3UpdateObjectEncryption nor S3PutObjectCopy");
+    };
+    let r = &req["Report"];
+    let report = t::JobReport::builder()
+        .bucket(text(&r["Bucket"], "Report.Bucket")?)
+        .format(t::JobReportFormat::from(text(&r["Format"], "Report.Format")?.as_str()))
+        .enabled(flag(&r["Enabled"]))
+        .prefix(text(&r["Prefix"], "Report.Prefix")?)
+        .report_scope(t::JobReportScope::from(text(&r["ReportScope"], "Report.ReportScope")?.as_str()))
+        .build();
+    let m = &req["Manifest"];
+    let fields = m["Spec"]["Fields"]
+        .as_array()
+        .context("field Manifest.Spec.Fields: missing")?
+        .iter()
+        .map(|f| text(f, "Manifest.Spec.Fields").map(|f| t::JobManifestFieldName::from(f.as_str())))
+        .collect::<Result<Vec<_>>>()?;
+    let manifest = t::JobManifest::builder()
+        .spec(
+            t::JobManifestSpec::builder()
+                .format(t::JobManifestFormat::from(text(&m["Spec"]["Format"], "Manifest.Spec.Format")?.as_str()))
+                .set_fields(Some(fields))
+                .build()?,
+        )
+        .location(
+            t::JobManifestLocation::builder()
+                .object_arn(text(&m["Location"]["ObjectArn"], "Manifest.Location.ObjectArn")?)
+                .e_tag(text(&m["Location"]["ETag"], "Manifest.Location.ETag")?)
+                .build()?,
+        )
+        .build();
+    Ok(control
+        .create_job()
+        .account_id(text(&req["AccountId"], "AccountId")?)
+        .confirmation_required(flag(&req["ConfirmationRequired"]))
+        .operation(operation)
+        .report(report)
+        .client_request_token(text(&req["ClientRequestToken"], "ClientRequestToken")?)
+        .manifest(manifest)
+        .description(text(&req["Description"], "Description")?)
+        .priority(req["Priority"].as_i64().context("field Priority: missing")? as i32)
+        .role_arn(text(&req["RoleArn"], "RoleArn")?))
 }
 
 /// File-name-safe: bucket names are already, a state file's stem may not be.

@@ -97,7 +97,7 @@ pub fn run(cli: Cli, runtime: &tokio::runtime::Runtime) -> Result<()> {
         Command::Verify(args) => verify_cmd::run(args, runtime),
         Command::Demo(args) => demo::run(args, runtime),
         Command::Report(args) => report_cmd::run(args),
-        Command::Export(ExportCommand::BatchOps(args)) => batch_ops::export(args),
+        Command::Export(ExportCommand::BatchOps(args)) => batch_ops::export(args, runtime),
         Command::Import(ImportCommand::BatchOps(args)) => batch_ops::import(args, runtime),
     }
 }

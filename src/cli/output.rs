@@ -2,7 +2,7 @@
 //! lines for spreadsheets.
 
 use super::settings::Format;
-use crate::plan::Estimate;
+use crate::plan::{Estimate, ShardedPlan};
 use crate::units::{human_bytes, human_duration, thousands};
 use std::fmt::Write;
 
@@ -134,9 +134,19 @@ fn table(e: &Estimate) -> String {
 
 fn csv(e: &Estimate) -> String {
     let mut w = csv::Writer::from_writer(Vec::new());
-    let _ = w.write_record(["line", "method", "storage_class", "objects", "quantity", "unit", "usd"]);
+    let _ = w.write_record(CSV_HEADER);
+    for r in csv_rows(e) {
+        let _ = w.write_record(&r);
+    }
+    String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
+const CSV_HEADER: [&str; 7] = ["line", "method", "storage_class", "objects", "quantity", "unit", "usd"];
+
+fn csv_rows(e: &Estimate) -> Vec<[String; 7]> {
+    let mut rows = Vec::new();
     let mut row = |line: &str, method: &str, class: &str, objects: String, qty: String, unit: &str, usd: f64| {
-        let _ = w.write_record([line, method, class, &objects, &qty, unit, &format!("{usd}")]);
+        rows.push([line.into(), method.into(), class.into(), objects, qty, unit.into(), format!("{usd}")]);
     };
     for l in &e.breakdown {
         let (m, c, n) = (l.method.as_str(), l.storage_class.as_str(), l.objects.to_string());
@@ -175,5 +185,94 @@ fn csv(e: &Estimate) -> String {
         "per month",
         e.noncurrent_storage_usd_per_month,
     );
-    String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+    rows
 }
+
+/// A sharded plan's estimates: the whole job, then each shard at `--kms-share` / N.
+/// JSON: one `rekey.sharded-estimate/1` object; CSV: the single-plan lines with a leading
+/// `shard` column (`all` for the whole job) and a `kms_share` line per shard.
+pub fn render_sharded(p: &ShardedPlan, format: Format) -> String {
+    let Some(first) = p.shards.first().and_then(|e| e.shard.as_ref()) else {
+        return render(&p.total, format);
+    };
+    let (n, share_total, share) = (first.count, first.kms_share_total, first.kms_share);
+    match format {
+        Format::Json => {
+            let doc = serde_json::json!({
+                "schema": "rekey.sharded-estimate/1",
+                "shards": n,
+                "hash": first.hash,
+                "kms_share_total": share_total,
+                "kms_share_per_shard": share,
+                "notes": [KMS_QUOTA_NOTE],
+                "total": p.total,
+                "by_shard": p.shards,
+            });
+            let mut s = serde_json::to_string_pretty(&doc).expect("an estimate always serialises");
+            s.push('\n');
+            s
+        }
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(Vec::new());
+            let mut header = vec!["shard"];
+            header.extend(CSV_HEADER);
+            let _ = w.write_record(&header);
+            for r in csv_rows(&p.total) {
+                let _ = w.write_record(std::iter::once("all").chain(r.iter().map(String::as_str)));
+            }
+            for e in &p.shards {
+                let Some(info) = &e.shard else { continue };
+                let i = info.index.to_string();
+                let unit = format!("of the KMS quota: --kms-share {share_total} / {n} shards");
+                let _ = w.write_record([
+                    i.as_str(),
+                    "kms_share",
+                    "",
+                    "",
+                    &e.objects.planned.to_string(),
+                    &format!("{}", info.kms_share),
+                    &unit,
+                    "",
+                ]);
+                for r in csv_rows(e) {
+                    let _ = w.write_record(std::iter::once(i.as_str()).chain(r.iter().map(String::as_str)));
+                }
+            }
+            String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+        }
+        Format::Table => {
+            let mut o = format!("Whole job, all {n} shards together (at --kms-share {share_total}):\n");
+            o.push_str(&table(&p.total));
+            let _ = writeln!(o);
+            let _ = writeln!(
+                o,
+                "Shards ({}): each runs on its own machine at --kms-share {share_total} / {n} = {share} of the KMS quota",
+                first.hash
+            );
+            let _ = writeln!(
+                o,
+                "  {:>5} {:>12} {:>11} {:>12} {:>12} {:>16}  state file",
+                "shard", "objects", "bytes", "KMS requests", "cost", "duration"
+            );
+            for e in &p.shards {
+                let Some(info) = &e.shard else { continue };
+                let _ = writeln!(
+                    o,
+                    "  {:>5} {:>12} {:>11} {:>12} {:>12} {:>16}  {}",
+                    format!("{}/{n}", info.index),
+                    thousands(e.objects.planned),
+                    human_bytes(e.objects.planned_bytes),
+                    thousands(e.requests.kms),
+                    money(e.cost_usd.total),
+                    format!("{} ({})", human_duration(e.duration_seconds), e.duration_bound_by.to_uppercase()),
+                    info.state_file.as_deref().unwrap_or("-"),
+                );
+            }
+            let _ = writeln!(o, "  - {KMS_QUOTA_NOTE}");
+            o
+        }
+    }
+}
+
+const KMS_QUOTA_NOTE: &str = "the KMS quota is per account and region: shards in one account share it, so sharding \
+     adds S3-side headroom (each machine its own S3 request rate and connections), not KMS headroom";

@@ -1,15 +1,17 @@
 //! `rekey estimate` and `rekey plan`.
 
-use super::output::render;
+use super::output::{render, render_sharded};
 use super::settings::{resolve, KeyArn, PlanSettings};
 use super::PlanArgs;
 use crate::inventory::BlobStore;
-use crate::plan::{build_plan, Estimate};
+use crate::plan::shard::shard_path;
+use crate::plan::{build_sharded_plan, Estimate};
 use crate::s3::{build_client, build_kms_client, S3Blobs, S3Settings};
-use crate::store::{PlanWriter, RunRecord};
+use crate::store::{PlanWriter, RunRecord, DEFAULT_CACHE_KIB};
 use crate::units::thousands;
 use anyhow::{bail, Context, Result};
 use std::io::Write;
+use std::path::PathBuf;
 use std::time::Instant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,20 +40,19 @@ pub fn run(args: PlanArgs, mode: Mode, runtime: &tokio::runtime::Runtime) -> Res
     };
     let blobs = blobs.as_ref().map(|b| b as &dyn BlobStore);
     let started = Instant::now();
-    let (estimate, stats, written) = match mode {
-        Mode::Estimate => {
-            let (e, stats) = build_plan(&r.plan, blobs, None)?;
-            (e, stats, None)
-        }
+    let key_arn = match mode {
+        Mode::Estimate => None,
         Mode::Plan => {
-            let Some(state) = &r.state else { bail!("plan needs --state FILE (or `state` in the job file)") };
             let Some(key) = &r.kms_key else {
                 bail!("plan needs --kms-key ARN (or `kms-key` in the job file): the checkpoint records the target key");
             };
+            if r.state.is_none() {
+                bail!("plan needs --state FILE (or `state` in the job file)");
+            }
             // A copy-only plan may name the key by alias or id: pin it to the key it names
             // now. S3 reports the ARN, so every later comparison needs it, and an alias
             // re-pointed mid-run would otherwise split the migration across two keys.
-            let key_arn = if KeyArn::parse(key).is_ok() {
+            Some(if KeyArn::parse(key).is_ok() {
                 key.clone()
             } else {
                 let s3 = S3Settings {
@@ -62,39 +63,89 @@ pub fn run(args: PlanArgs, mode: Mode, runtime: &tokio::runtime::Runtime) -> Res
                     request_timeout: None,
                 };
                 runtime.block_on(resolve_key(&s3, key))?
-            };
-            let mut writer = PlanWriter::create(state, r.replace)?;
-            let (e, stats) = build_plan(&r.plan, blobs, Some(&mut |batch| writer.insert(batch)))?;
+            })
+        }
+    };
+    // One checkpoint, or one per shard.
+    let n = r.shards;
+    let targets: Vec<PathBuf> = match (&r.state, mode) {
+        (Some(state), Mode::Plan) if n > 1 => (0..n as usize).map(|i| shard_path(state, i, n)).collect(),
+        (Some(state), Mode::Plan) => vec![state.clone()],
+        _ => Vec::new(),
+    };
+    let mut writers = Vec::with_capacity(targets.len());
+    for t in &targets {
+        writers.push(PlanWriter::create_with_cache(t, r.replace, (DEFAULT_CACHE_KIB / n).max(4096))?);
+    }
+    let (mut plan, stats) = if writers.is_empty() {
+        build_sharded_plan(&r.plan, blobs, n, None)?
+    } else {
+        build_sharded_plan(&r.plan, blobs, n, Some(&mut |shard, batch| writers[shard].insert(batch)))?
+    };
+    let mut written = Vec::new();
+    if let Some(key_arn) = key_arn {
+        // Every shard is sealed before any is moved into place: a failure leaves none.
+        let estimates: Vec<&mut Estimate> =
+            if n > 1 { plan.shards.iter_mut().collect() } else { vec![&mut plan.total] };
+        let mut sealed = Vec::with_capacity(writers.len());
+        for ((writer, e), target) in writers.into_iter().zip(estimates).zip(&targets) {
+            if let Some(s) = e.shard.as_mut() {
+                s.state_file = Some(target.display().to_string());
+            }
+            // Each shard's checkpoint paces its run at its share of the quota.
+            let mut options = settings.clone();
+            if n > 1 {
+                options.kms_share = Some(e.assumptions.kms_share);
+                options.shards = Some(n);
+            }
             let run = RunRecord {
                 inventory_source: r.plan.inventory.clone(),
                 inventory_created: e.inventory.created.clone(),
                 source_bucket: e.inventory.source_bucket.clone(),
-                kms_key_arn: Some(key_arn),
-                options_json: serde_json::to_string(&settings)?,
+                kms_key_arn: Some(key_arn.clone()),
+                options_json: serde_json::to_string(&options)?,
                 prices_json: serde_json::to_string(&r.plan.prices)?,
-                estimate_json: serde_json::to_string(&e)?,
+                estimate_json: serde_json::to_string(&*e)?,
             };
-            let n = writer.finish(&run).with_context(|| format!("writing {}", state.display()))?;
-            (e, stats, Some((n, state.clone())))
+            sealed.push(writer.seal(&run).with_context(|| format!("writing {}", target.display()))?);
         }
-    };
+        for (s, target) in sealed.into_iter().zip(&targets) {
+            let objects = s.install().with_context(|| format!("writing {}", target.display()))?;
+            written.push((target.clone(), objects));
+        }
+    }
     let secs = started.elapsed().as_secs_f64();
     let mut out = std::io::stdout().lock();
-    out.write_all(render(&estimate, r.format).as_bytes())?;
+    let text = if n > 1 { render_sharded(&plan, r.format) } else { render(&plan.total, r.format) };
+    out.write_all(text.as_bytes())?;
     out.flush()?;
     // Progress notes go to stderr, so stdout stays exactly one document.
     let rate = if secs > 0.0 { (stats.rows as f64 / secs) as u64 } else { 0 };
-    match written {
-        Some((n, state)) => eprintln!(
+    if written.is_empty() {
+        eprintln!("rekey: read {} rows in {secs:.1}s ({} rows/s)", thousands(stats.rows), thousands(rate));
+    }
+    match written.as_slice() {
+        [] => {}
+        [(state, objects)] => eprintln!(
             "rekey: planned {} rows in {secs:.1}s ({} rows/s); checkpoint {} holds {} objects",
             thousands(stats.rows),
             thousands(rate),
             state.display(),
-            thousands(n)
+            thousands(*objects)
         ),
-        None => eprintln!("rekey: read {} rows in {secs:.1}s ({} rows/s)", thousands(stats.rows), thousands(rate)),
+        shards => {
+            eprintln!(
+                "rekey: planned {} rows in {secs:.1}s ({} rows/s) into {} shards:",
+                thousands(stats.rows),
+                thousands(rate),
+                shards.len()
+            );
+            for (state, objects) in shards {
+                eprintln!("  checkpoint {} holds {} objects", state.display(), thousands(*objects));
+            }
+        }
     }
-    Ok(estimate)
+    Ok(plan.total)
 }
 
 /// The ARN of the key an alias or key id names, via kms:DescribeKey.

@@ -24,7 +24,8 @@ use crate::store::Checkpoint;
 use crate::units::{human_bytes, human_duration, thousands};
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -80,8 +81,10 @@ pub struct RunArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct StatusArgs {
-    #[arg(long, value_name = "FILE")]
-    pub state: PathBuf,
+    /// The checkpoint; repeat it (or list several after one --state) to sum several, such
+    /// as the shards of `rekey plan --shards N`: `--state plan.shard-*-of-4.rekey`.
+    #[arg(long, value_name = "FILE", required = true, num_args = 1..)]
+    pub state: Vec<PathBuf>,
     #[arg(long, value_enum, default_value = "table")]
     pub format: StatusFormat,
 }
@@ -308,63 +311,186 @@ pub(super) fn likely_cause(code: &str) -> &'static str {
     }
 }
 
+/// One checkpoint as `rekey status` shows it.
+struct FileStatus {
+    path: PathBuf,
+    counts: crate::store::StatusCounts,
+    todo: crate::store::TodoTotals,
+    verdicts: BTreeMap<String, u64>,
+    progress: Option<ProgressSnapshot>,
+    /// A run is going on now (its process is alive).
+    live: bool,
+}
+
+impl FileStatus {
+    fn load(path: &Path) -> Result<FileStatus> {
+        let cp = Checkpoint::open(path)?;
+        let counts = cp.counts()?;
+        let todo = cp.todo_totals()?;
+        let verdicts = cp.verdict_counts()?;
+        let progress: Option<ProgressSnapshot> = cp.progress_json()?.and_then(|j| serde_json::from_str(&j).ok());
+        // A snapshot from a process that is gone is history, not a running job.
+        let live = progress.as_ref().is_some_and(|p| p.state == "running" || p.state == "stopping")
+            && progress.as_ref().is_some_and(|p| pid_alive(p.pid));
+        Ok(FileStatus { path: path.to_path_buf(), counts, todo, verdicts, progress, live })
+    }
+
+    /// The `rekey.status/1` document of one checkpoint.
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "schema": "rekey.status/1",
+            "state_file": self.path.display().to_string(),
+            "running": self.live,
+            "by_status": self.counts.by_status,
+            "by_method": self.counts.by_method,
+            "by_skip_reason": self.counts.by_skip_reason,
+            "to_do": { "objects": self.todo.objects, "bytes": self.todo.bytes },
+            "by_verify_verdict": self.verdicts,
+            "last_run": self.progress,
+        })
+    }
+
+    /// The run line(s) of the table.
+    fn run_lines(&self, out: &mut String, indent: &str) {
+        match &self.progress {
+            None => out.push_str(&format!("{indent}no run yet: start one with `rekey run`\n")),
+            Some(p) => {
+                out.push_str(&format!(
+                    "{indent}{} run (pid {}, started {}, updated {}):\n{indent}  {}\n",
+                    if self.live { "running" } else { "last" },
+                    p.pid,
+                    p.started_at,
+                    p.updated_at,
+                    p.line()
+                ));
+                out.push_str(&format!(
+                    "{indent}  KMS rate {:.0}/{:.0} rps, S3 rate {:.0}/{:.0} rps, throttles KMS {} S3 {}, transient errors {}\n",
+                    p.kms_rate, p.kms_ceiling, p.s3_rate, p.s3_ceiling, p.throttles_kms, p.throttles_s3, p.transient_errors
+                ));
+            }
+        }
+    }
+}
+
+fn add_counts(into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>) {
+    for (k, v) in from {
+        *into.entry(k.clone()).or_default() += v;
+    }
+}
+
+fn count_section(out: &mut String, title: &str, m: &BTreeMap<String, u64>) {
+    out.push_str(&format!("{title}\n"));
+    for (k, v) in m {
+        out.push_str(&format!("  {k:<20} {:>14}\n", thousands(*v)));
+    }
+}
+
+/// `rekey status`: one checkpoint as it stands, or the sum of several (the shards of one
+/// plan, run on several machines). With one file the output is that file's alone.
 pub fn status(args: StatusArgs) -> Result<()> {
-    let cp = Checkpoint::open(&args.state)?;
-    let counts = cp.counts()?;
-    let todo = cp.todo_totals()?;
-    let verdicts = cp.verdict_counts()?;
-    let progress: Option<ProgressSnapshot> = cp.progress_json()?.and_then(|j| serde_json::from_str(&j).ok());
-    // A snapshot from a process that is gone is history, not a running job.
-    let live = progress.as_ref().is_some_and(|p| p.state == "running" || p.state == "stopping")
-        && progress.as_ref().is_some_and(|p| pid_alive(p.pid));
+    let mut seen = std::collections::HashSet::new();
+    for p in &args.state {
+        let id = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+        if !seen.insert(id) {
+            return Err(Exit::new(2, format!("--state {}: given twice; it would be counted twice", p.display())).into());
+        }
+    }
+    let files = args.state.iter().map(|p| FileStatus::load(p)).collect::<Result<Vec<_>>>()?;
+    if let [one] = files.as_slice() {
+        return status_one(one, args.format);
+    }
+    let mut sum = FileStatus {
+        path: PathBuf::new(),
+        counts: Default::default(),
+        todo: Default::default(),
+        verdicts: BTreeMap::new(),
+        progress: None,
+        live: false,
+    };
+    for f in &files {
+        add_counts(&mut sum.counts.by_status, &f.counts.by_status);
+        add_counts(&mut sum.counts.by_method, &f.counts.by_method);
+        add_counts(&mut sum.counts.by_skip_reason, &f.counts.by_skip_reason);
+        add_counts(&mut sum.verdicts, &f.verdicts);
+        sum.todo.objects += f.todo.objects;
+        sum.todo.bytes += f.todo.bytes;
+    }
+    // The live runs together: their rates add up (they share one KMS quota when they are
+    // in one account and region), and the job ends with the slowest.
+    let live: Vec<&ProgressSnapshot> = files.iter().filter(|f| f.live).filter_map(|f| f.progress.as_ref()).collect();
+    // Folded from +0.0: an empty f64 sum is -0.0, which would print as "-0 rps".
+    let rate = |f: fn(&ProgressSnapshot) -> f64| live.iter().fold(0.0, |sum, p| sum + f(p));
+    let (kms_rate, s3_rate, objects_per_sec) = (rate(|p| p.kms_rate), rate(|p| p.s3_rate), rate(|p| p.objects_per_sec));
+    let throttles: u64 = live.iter().map(|p| p.throttles_kms + p.throttles_s3).sum();
+    let eta = live.iter().filter_map(|p| p.eta_secs).fold(None, |m: Option<f64>, e| Some(m.map_or(e, |m| m.max(e))));
     match args.format {
         StatusFormat::Json => {
             let doc = serde_json::json!({
-                "schema": "rekey.status/1",
-                "state_file": args.state.display().to_string(),
-                "running": live,
-                "by_status": counts.by_status,
-                "by_method": counts.by_method,
-                "by_skip_reason": counts.by_skip_reason,
-                "to_do": { "objects": todo.objects, "bytes": todo.bytes },
-                "by_verify_verdict": verdicts,
-                "last_run": progress,
+                "schema": "rekey.status-sum/1",
+                "state_files": files.iter().map(|f| f.path.display().to_string()).collect::<Vec<_>>(),
+                "running": live.len(),
+                "by_status": sum.counts.by_status,
+                "by_method": sum.counts.by_method,
+                "by_skip_reason": sum.counts.by_skip_reason,
+                "to_do": { "objects": sum.todo.objects, "bytes": sum.todo.bytes },
+                "by_verify_verdict": sum.verdicts,
+                "live": {
+                    "kms_rate": kms_rate,
+                    "s3_rate": s3_rate,
+                    "objects_per_sec": objects_per_sec,
+                    "throttles": throttles,
+                    "eta_secs": eta,
+                },
+                "files": files.iter().map(FileStatus::json).collect::<Vec<_>>(),
             });
             println!("{}", serde_json::to_string_pretty(&doc)?);
         }
         StatusFormat::Table => {
+            let mut out = format!("{} checkpoints, summed:\n", files.len());
+            for f in &files {
+                out.push_str(&format!("  {}\n", f.path.display()));
+            }
+            count_section(&mut out, "by status", &sum.counts.by_status);
+            count_section(&mut out, "by method", &sum.counts.by_method);
+            count_section(&mut out, "skipped, by reason", &sum.counts.by_skip_reason);
+            if !sum.verdicts.is_empty() {
+                count_section(&mut out, "rekey verify, by verdict", &sum.verdicts);
+            }
+            out.push_str(&format!("to do: {} objects, {}\n", thousands(sum.todo.objects), human_bytes(sum.todo.bytes)));
+            out.push_str(&format!(
+                "running: {} of {}; together KMS {:.0} rps, S3 {:.0} rps, {:.0} objects/s, {} throttles{}\n",
+                live.len(),
+                files.len(),
+                kms_rate,
+                s3_rate,
+                objects_per_sec,
+                thousands(throttles),
+                eta.map(|e| format!(", ETA {}", human_duration(e))).unwrap_or_default()
+            ));
+            for f in &files {
+                out.push_str(&format!("{}: {} to do\n", f.path.display(), thousands(f.todo.objects)));
+                f.run_lines(&mut out, "  ");
+            }
+            print!("{out}");
+        }
+    }
+    Ok(())
+}
+
+fn status_one(f: &FileStatus, format: StatusFormat) -> Result<()> {
+    match format {
+        StatusFormat::Json => println!("{}", serde_json::to_string_pretty(&f.json())?),
+        StatusFormat::Table => {
             let mut out = String::new();
-            out.push_str(&format!("{}\n", args.state.display()));
-            let section = |out: &mut String, title: &str, m: &std::collections::BTreeMap<String, u64>| {
-                out.push_str(&format!("{title}\n"));
-                for (k, v) in m {
-                    out.push_str(&format!("  {k:<20} {:>14}\n", thousands(*v)));
-                }
-            };
-            section(&mut out, "by status", &counts.by_status);
-            section(&mut out, "by method", &counts.by_method);
-            section(&mut out, "skipped, by reason", &counts.by_skip_reason);
-            if !verdicts.is_empty() {
-                section(&mut out, "rekey verify, by verdict", &verdicts);
+            out.push_str(&format!("{}\n", f.path.display()));
+            count_section(&mut out, "by status", &f.counts.by_status);
+            count_section(&mut out, "by method", &f.counts.by_method);
+            count_section(&mut out, "skipped, by reason", &f.counts.by_skip_reason);
+            if !f.verdicts.is_empty() {
+                count_section(&mut out, "rekey verify, by verdict", &f.verdicts);
             }
-            out.push_str(&format!("to do: {} objects, {}\n", thousands(todo.objects), human_bytes(todo.bytes)));
-            match &progress {
-                None => out.push_str("no run yet: start one with `rekey run`\n"),
-                Some(p) => {
-                    out.push_str(&format!(
-                        "{} run (pid {}, started {}, updated {}):\n  {}\n",
-                        if live { "running" } else { "last" },
-                        p.pid,
-                        p.started_at,
-                        p.updated_at,
-                        p.line()
-                    ));
-                    out.push_str(&format!(
-                        "  KMS rate {:.0}/{:.0} rps, S3 rate {:.0}/{:.0} rps, throttles KMS {} S3 {}, transient errors {}\n",
-                        p.kms_rate, p.kms_ceiling, p.s3_rate, p.s3_ceiling, p.throttles_kms, p.throttles_s3, p.transient_errors
-                    ));
-                }
-            }
+            out.push_str(&format!("to do: {} objects, {}\n", thousands(f.todo.objects), human_bytes(f.todo.bytes)));
+            f.run_lines(&mut out, "");
             print!("{out}");
         }
     }

@@ -117,6 +117,10 @@ pub struct PlanSettings {
     /// Overwrite an existing checkpoint (plan).
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pub replace: Option<bool>,
+    /// Split the plan into N checkpoints by a stable hash of bucket and key, one per
+    /// machine, each paced at --kms-share / N (plan writes STATE's stem.shard-I-of-N.ext).
+    #[arg(long, value_name = "N")]
+    pub shards: Option<u32>,
 }
 
 impl PlanSettings {
@@ -177,6 +181,7 @@ impl PlanSettings {
             threads,
             state,
             replace,
+            shards,
         )
     }
 }
@@ -220,6 +225,8 @@ pub struct Resolved {
     pub allow_http: bool,
     pub state: Option<PathBuf>,
     pub replace: bool,
+    /// `--shards`: 1 for an unsharded plan.
+    pub shards: u32,
 }
 
 /// Check every setting and apply defaults. Errors name the flag (and job-file key).
@@ -275,6 +282,7 @@ pub fn resolve(s: &PlanSettings) -> Result<Resolved> {
         Some(p) => PriceTable::load(p).map_err(|e| anyhow::anyhow!("--prices {e}"))?,
         None => PriceTable::default(),
     };
+    let shards = crate::plan::shard::check_shards(s.shards.unwrap_or(1)).map_err(anyhow::Error::msg)?;
     let threads = s.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
     if threads == 0 {
         bail!("--threads 0: need at least one reader thread");
@@ -315,6 +323,7 @@ pub fn resolve(s: &PlanSettings) -> Result<Resolved> {
         allow_http: s.allow_http.unwrap_or(false),
         state: s.state.clone(),
         replace: s.replace.unwrap_or(false),
+        shards,
     })
 }
 
@@ -367,6 +376,15 @@ mod tests {
     }
 
     #[test]
+    fn job_file_takes_shards() {
+        let file: PlanSettings = toml::from_str("inventory = \"a.json\"\nshards = 4\n").unwrap();
+        assert_eq!(PlanSettings::default().over(file.clone()).shards, Some(4));
+        assert_eq!(PlanSettings { shards: Some(2), ..Default::default() }.over(file).shards, Some(2));
+        let e = toml::from_str::<PlanSettings>("shards = -1\n").unwrap_err().to_string();
+        assert!(e.contains("shards"), "{e}");
+    }
+
+    #[test]
     fn job_file_typos_are_refused_with_their_line() {
         let e = toml::from_str::<PlanSettings>("inventory = \"a\"\nkms_key = \"x\"\n").unwrap_err().to_string();
         assert!(e.contains("line 2") && e.contains("unknown field `kms_key`"), "{e}");
@@ -389,5 +407,8 @@ mod tests {
         })
         .contains("larger than"));
         assert!(resolve(&PlanSettings::default()).unwrap_err().to_string().contains("no inventory"));
+        assert!(bad(&|s| s.shards = Some(0)).contains("--shards 0: must be between 1 and"));
+        assert_eq!(resolve(&PlanSettings { shards: Some(4), ..base.clone() }).unwrap().shards, 4);
+        assert_eq!(resolve(&base).unwrap().shards, 1);
     }
 }

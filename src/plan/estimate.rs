@@ -101,6 +101,24 @@ pub struct Estimate {
     pub ongoing_usd_per_month: Option<Ongoing>,
     pub breakdown: Vec<BreakdownLine>,
     pub assumptions: Assumptions,
+    /// Set on each shard's estimate of a sharded plan (`--shards N`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardInfo>,
+}
+
+/// Which shard an estimate is for, and the KMS share it assumes.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShardInfo {
+    /// 1-based.
+    pub index: usize,
+    pub count: u32,
+    pub hash: &'static str,
+    /// `--kms-share` for the whole job; this shard assumes it divided by `count`.
+    pub kms_share_total: f64,
+    pub kms_share: f64,
+    /// The shard's checkpoint, when one is written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_file: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -298,6 +316,7 @@ impl Estimate {
             duration_bound_by: bound,
             ongoing_usd_per_month: ongoing,
             breakdown,
+            shard: None,
             assumptions: Assumptions {
                 region: i.region,
                 kms_quota_rps: i.pace.kms_quota.rps,
@@ -316,6 +335,25 @@ impl Estimate {
                 notes,
             },
         }
+    }
+}
+
+impl Estimate {
+    /// Mark this as shard `index` (1-based) of `count`, costed at `kms_share_total` / count.
+    pub fn set_shard(&mut self, index: usize, count: u32, kms_share_total: f64) {
+        let share = self.assumptions.kms_share;
+        self.assumptions.notes.push(format!(
+            "shard {index} of {count}: runs on its own machine with --kms-share {kms_share_total} / {count} = {share}; \
+             the KMS quota is per account and region, so the shards share it"
+        ));
+        self.shard = Some(ShardInfo {
+            index,
+            count,
+            hash: super::shard::HASH_NAME,
+            kms_share_total,
+            kms_share: share,
+            state_file: None,
+        });
     }
 }
 

@@ -10,10 +10,11 @@ pub mod classify;
 pub mod cost;
 pub mod estimate;
 pub mod prices;
+pub mod shard;
 
 pub use classify::{ClassifyOptions, Decision, Method, MethodChoice, SkipReason};
 pub use cost::{CostModel, KmsQuota, ObjectCost, Pace};
-pub use estimate::{Estimate, Tallies};
+pub use estimate::{Estimate, ShardInfo, Tallies};
 pub use prices::PriceTable;
 
 use crate::inventory::scan::{scan, BadRow, ScanStats};
@@ -59,10 +60,24 @@ const BAD_ROWS_LOGGED: u64 = 20;
 /// Where planned rows go: the checkpoint writer, called on the planning thread.
 pub type RowSink<'a> = &'a mut dyn FnMut(&[PlannedObject]) -> Result<(), StoreError>;
 
+/// Where planned rows go in a sharded plan: each batch with its shard (0-based).
+pub type ShardSink<'a> = &'a mut dyn FnMut(usize, &[PlannedObject]) -> Result<(), StoreError>;
+
+/// The estimates of a plan split into shards.
+#[derive(Debug, Clone)]
+pub struct ShardedPlan {
+    /// The whole plan, at the full `--kms-share`: what one unsharded plan would say.
+    pub total: Estimate,
+    /// One estimate per shard, each at `--kms-share` / N; empty for an unsharded plan.
+    pub shards: Vec<Estimate>,
+}
+
 struct Worker {
-    tallies: Tallies,
-    batch: Vec<PlannedObject>,
-    out: Option<SyncSender<Vec<PlannedObject>>>,
+    /// One per shard.
+    tallies: Vec<Tallies>,
+    /// One per shard, when rows are being stored.
+    batches: Vec<Vec<PlannedObject>>,
+    out: Option<SyncSender<(usize, Vec<PlannedObject>)>>,
 }
 
 /// Read, classify and cost the inventory. With `sink`, every row (planned or skipped) is
@@ -70,8 +85,24 @@ struct Worker {
 pub fn build_plan(
     cfg: &PlanConfig,
     blobs: Option<&dyn BlobStore>,
-    mut sink: Option<RowSink<'_>>,
+    sink: Option<RowSink<'_>>,
 ) -> Result<(Estimate, ScanStats), PlanError> {
+    let mut one = sink.map(|s| move |_: usize, batch: &[PlannedObject]| s(batch));
+    let (plan, stats) = build_sharded_plan(cfg, blobs, 1, one.as_mut().map(|f| f as ShardSink<'_>))?;
+    Ok((plan.total, stats))
+}
+
+/// [`build_plan`] split into `shards` shards by [`shard::shard_of`]: each row goes to
+/// `sink` with its shard, and each shard gets its own estimate at `--kms-share` / N.
+/// Undecodable rows skipped with `--skip-bad-rows` have no trustworthy key: they are
+/// counted in shard 1.
+pub fn build_sharded_plan(
+    cfg: &PlanConfig,
+    blobs: Option<&dyn BlobStore>,
+    shards: u32,
+    mut sink: Option<ShardSink<'_>>,
+) -> Result<(ShardedPlan, ScanStats), PlanError> {
+    let n = shards.max(1) as usize;
     let inv = Inventory::open(&cfg.inventory, &cfg.open, blobs)?;
     let mut classify = cfg.classify.clone();
     classify.report_has_versions = inv.decoder.schema.has_versions();
@@ -89,6 +120,8 @@ pub fn build_plan(
         inventory_created_ms: inv.created_ms,
     };
     let bad_rows_seen = AtomicU64::new(0);
+    // Rows per batch and shard: the memory bound stays near one unsharded batch per reader.
+    let batch_rows = (BATCH / n).max(256);
 
     let per_row = |w: &mut Worker, row: Result<InventoryRow, BadRow>| -> Result<(), InventoryError> {
         let row = match row {
@@ -97,59 +130,75 @@ pub fn build_plan(
                 if bad_rows_seen.fetch_add(1, Ordering::Relaxed) < BAD_ROWS_LOGGED {
                     tracing::warn!("skipping bad row: {}", InventoryError::from(bad));
                 }
-                w.tallies.add_skipped(SkipReason::BadRow);
+                w.tallies[0].add_skipped(SkipReason::BadRow);
                 return Ok(());
             }
             Err(bad) => return Err(bad.into()),
         };
+        let s = if n == 1 { 0 } else { shard::shard_of(&row.bucket, &row.key, n as u32) };
         let decision = classify.classify(&row);
         match decision {
-            Decision::Migrate(m) => w.tallies.add_planned(&row, m, &model, &classify),
-            Decision::Skip(r) => w.tallies.add_skipped(r),
+            Decision::Migrate(m) => w.tallies[s].add_planned(&row, m, &model, &classify),
+            Decision::Skip(r) => w.tallies[s].add_skipped(r),
         }
         if let Some(out) = &w.out {
-            w.batch.push(PlannedObject { row, decision });
-            if w.batch.len() >= BATCH {
-                let full = std::mem::replace(&mut w.batch, Vec::with_capacity(BATCH));
+            let batch = &mut w.batches[s];
+            batch.push(PlannedObject { row, decision });
+            if batch.len() >= batch_rows {
+                let full = std::mem::replace(batch, Vec::with_capacity(batch_rows));
                 // The writer hung up: it failed, and says why itself.
-                out.send(full).map_err(|_| InventoryError::Aborted)?;
+                out.send((s, full)).map_err(|_| InventoryError::Aborted)?;
             }
         }
         Ok(())
     };
+    let empty = || (0..n).map(|_| Tallies::default()).collect::<Vec<_>>();
+    let merge_into = |all: &mut Vec<Tallies>, mine: Vec<Tallies>| {
+        for (a, t) in all.iter_mut().zip(mine) {
+            a.merge(t);
+        }
+    };
 
-    let (tallies, stats) = match sink.as_mut() {
+    let (per_shard, stats) = match sink.as_mut() {
         None => {
-            let make = || Worker { tallies: Tallies::default(), batch: Vec::new(), out: None };
+            let make = || Worker { tallies: empty(), batches: Vec::new(), out: None };
             let (workers, stats) = scan(&inv, blobs, cfg.threads, make, per_row)?;
-            (merge(workers.into_iter().map(|w| w.tallies)), stats)
+            let mut all = empty();
+            for w in workers {
+                merge_into(&mut all, w.tallies);
+            }
+            (all, stats)
         }
         Some(sink) => {
-            let (tx, rx) = sync_channel::<Vec<PlannedObject>>(BATCHES_IN_FLIGHT);
+            let (tx, rx) = sync_channel::<(usize, Vec<PlannedObject>)>(BATCHES_IN_FLIGHT);
             std::thread::scope(|s| {
                 let readers = s.spawn(|| {
                     let make = || Worker {
-                        tallies: Tallies::default(),
-                        batch: Vec::with_capacity(BATCH),
+                        tallies: empty(),
+                        batches: (0..n).map(|_| Vec::with_capacity(batch_rows)).collect(),
                         out: Some(tx.clone()),
                     };
                     let result = scan(&inv, blobs, cfg.threads, make, per_row).map(|(workers, stats)| {
-                        let mut all = Tallies::default();
+                        let mut all = empty();
                         for w in workers {
-                            if let (Some(out), false) = (&w.out, w.batch.is_empty()) {
-                                let _ = out.send(w.batch);
+                            if let Some(out) = &w.out {
+                                for (shard, batch) in w.batches.into_iter().enumerate() {
+                                    if !batch.is_empty() {
+                                        let _ = out.send((shard, batch));
+                                    }
+                                }
                             }
-                            all.merge(w.tallies);
+                            merge_into(&mut all, w.tallies);
                         }
                         (all, stats)
                     });
                     drop(tx);
                     result
                 });
-                // This thread owns the checkpoint: it writes until the readers hang up.
+                // This thread owns the checkpoints: it writes until the readers hang up.
                 let mut store_result = Ok(());
-                for batch in rx.iter() {
-                    if let Err(e) = sink(&batch) {
+                for (shard, batch) in rx.iter() {
+                    if let Err(e) = sink(shard, &batch) {
                         store_result = Err(e);
                         break;
                     }
@@ -162,25 +211,42 @@ pub fn build_plan(
         }
     };
 
-    let estimate = Estimate::build(
-        &tallies,
-        EstimateInputs {
-            inventory: InventoryInfo {
-                source: inv.source.clone(),
-                source_bucket: inv.source_bucket.clone(),
-                files: stats.files,
-                rows: stats.rows,
-                created: inv.created_ms.map(crate::units::rfc3339_from_ms),
+    let estimate = |t: &Tallies, rows: u64, pace: Pace| {
+        Estimate::build(
+            t,
+            EstimateInputs {
+                inventory: InventoryInfo {
+                    source: inv.source.clone(),
+                    source_bucket: inv.source_bucket.clone(),
+                    files: stats.files,
+                    rows,
+                    created: inv.created_ms.map(crate::units::rfc3339_from_ms),
+                },
+                model: &model,
+                pace,
+                region: cfg.region.clone(),
+                classify: &classify,
+                versioned_source,
+                monthly_gets: cfg.monthly_gets,
             },
-            model: &model,
-            pace: cfg.pace,
-            region: cfg.region.clone(),
-            classify: &classify,
-            versioned_source,
-            monthly_gets: cfg.monthly_gets,
-        },
-    );
-    Ok((estimate, stats))
+        )
+    };
+    let shard_pace = Pace { kms_share: cfg.pace.kms_share / n as f64, ..cfg.pace };
+    let shards = if n == 1 {
+        Vec::new()
+    } else {
+        per_shard
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let mut e = estimate(t, t.rows, shard_pace);
+                e.set_shard(i + 1, n as u32, cfg.pace.kms_share);
+                e
+            })
+            .collect()
+    };
+    let total = estimate(&merge(per_shard.into_iter()), stats.rows, cfg.pace);
+    Ok((ShardedPlan { total, shards }, stats))
 }
 
 fn merge(parts: impl Iterator<Item = Tallies>) -> Tallies {

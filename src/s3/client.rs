@@ -186,3 +186,51 @@ mod tests {
         assert!(matches!(check("ftp://example.com", true), Err(EndpointError::Scheme { .. })));
     }
 }
+
+/// An S3 Control client (CreateJob for `export batch-ops --submit`), with the SDK's
+/// retries disabled as for S3: a CreateJob that fails is reported, and running the export
+/// again is safe (the same manifest gives the same ClientRequestToken, so the same job).
+///
+/// `endpoint_url`, when given, is used exactly as it is: S3 Control's endpoint rules would
+/// otherwise put the account id in front of its host (`ACCOUNT.host`), which a VPC
+/// endpoint or a local stub does not answer to.
+pub async fn build_control_client(
+    region: &str,
+    endpoint_url: Option<&str>,
+    allow_http: bool,
+) -> Result<aws_sdk_s3control::Client, EndpointError> {
+    if let Some(url) = endpoint_url {
+        check_endpoint(url, "--s3control-endpoint-url", allow_http)?;
+    }
+    let shared = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(region.to_string()))
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .read_timeout(Duration::from_secs(60))
+                .build(),
+        )
+        .load()
+        .await;
+    let mut conf = aws_sdk_s3control::config::Builder::from(&shared);
+    if let Some(url) = endpoint_url {
+        conf = conf.endpoint_resolver(FixedEndpoint(url.to_string()));
+    }
+    Ok(aws_sdk_s3control::Client::from_conf(conf.build()))
+}
+
+/// An S3 Control endpoint used as given (see [`build_control_client`]).
+#[derive(Debug)]
+struct FixedEndpoint(String);
+
+impl aws_sdk_s3control::config::endpoint::ResolveEndpoint for FixedEndpoint {
+    fn resolve_endpoint<'a>(
+        &'a self,
+        _: &'a aws_sdk_s3control::config::endpoint::Params,
+    ) -> aws_sdk_s3control::config::endpoint::EndpointFuture<'a> {
+        aws_sdk_s3control::config::endpoint::EndpointFuture::ready(Ok(
+            aws_sdk_s3control::config::endpoint::Endpoint::builder().url(self.0.clone()).build(),
+        ))
+    }
+}

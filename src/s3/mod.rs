@@ -17,7 +17,9 @@ pub mod object_store;
 pub mod sdk_store;
 
 pub use blobs::S3Blobs;
-pub use client::{build_client, build_kms_client, EndpointError, S3Settings, DEFAULT_REQUEST_TIMEOUT};
+pub use client::{
+    build_client, build_control_client, build_kms_client, EndpointError, S3Settings, DEFAULT_REQUEST_TIMEOUT,
+};
 pub use fake::{FakeBehaviour, FakeObject, FakeStore};
 pub use object_store::{CopyRequest, HeadResult, ObjectStore, S3CallError, S3ErrorKind, UpdateRequest, WriteResult};
 pub use sdk_store::SdkStore;

@@ -69,6 +69,9 @@ pub struct PlanWriter {
 /// Rows per transaction while bulk loading: large enough that commits cost nothing.
 const ROWS_PER_TXN: u64 = 250_000;
 
+/// SQLite's page cache while planning one checkpoint, in KiB (64 MiB).
+pub const DEFAULT_CACHE_KIB: u32 = 65_536;
+
 fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
     move |source| StoreError::Sqlite { path: path.display().to_string(), source }
 }
@@ -76,6 +79,12 @@ fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
 impl PlanWriter {
     /// Start a plan at `target`. An existing checkpoint is refused unless `replace`.
     pub fn create(target: &Path, replace: bool) -> Result<PlanWriter, StoreError> {
+        PlanWriter::create_with_cache(target, replace, DEFAULT_CACHE_KIB)
+    }
+
+    /// As [`PlanWriter::create`], with SQLite's page cache capped at `cache_kib` KiB
+    /// (a sharded plan writes several files at once and splits the default between them).
+    pub fn create_with_cache(target: &Path, replace: bool, cache_kib: u32) -> Result<PlanWriter, StoreError> {
         if target.exists() && !replace {
             let inventory = Checkpoint::open(target)
                 .and_then(|c| c.run())
@@ -94,7 +103,7 @@ impl PlanWriter {
         let conn = Connection::open(&tmp).map_err(sql(&tmp))?;
         let mut w = PlanWriter { conn: Some(conn), tmp, target: target.to_path_buf(), in_txn: 0, written: 0 };
         let conn = w.conn.as_ref().unwrap();
-        conn.execute_batch("PRAGMA page_size = 16384; PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA locking_mode = EXCLUSIVE; PRAGMA cache_size = -65536;")
+        conn.execute_batch(&format!("PRAGMA page_size = 16384; PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA locking_mode = EXCLUSIVE; PRAGMA cache_size = -{};", cache_kib.max(1024)))
             .map_err(sql(&w.tmp))?;
         schema::create(conn).map_err(sql(&w.tmp))?;
         conn.execute_batch("BEGIN").map_err(sql(&w.tmp))?;
@@ -134,7 +143,14 @@ impl PlanWriter {
     }
 
     /// Record the run, index, switch to WAL, and move the file into place.
-    pub fn finish(mut self, run: &RunRecord) -> Result<u64, StoreError> {
+    pub fn finish(self, run: &RunRecord) -> Result<u64, StoreError> {
+        self.seal(run)?.install()
+    }
+
+    /// Record the run, index and switch to WAL, leaving the file beside its target: a
+    /// sharded plan seals every shard before it moves any into place, so a failure leaves
+    /// no shard behind.
+    pub fn seal(mut self, run: &RunRecord) -> Result<SealedPlan, StoreError> {
         let conn = self.conn.take().expect("writer is open");
         let tmp = self.tmp.clone();
         let result = (|| {
@@ -160,21 +176,51 @@ impl PlanWriter {
             conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
             conn.close().map_err(|(_, e)| e)
         })();
+        let sealed = SealedPlan { tmp: Some(tmp.clone()), target: self.target.clone(), written: self.written };
         result.map_err(sql(&tmp))?;
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|source| StoreError::Io { path: tmp.display().to_string(), source })?;
+        Ok(sealed)
+    }
+}
+
+/// A complete plan beside its target, moved into place by [`SealedPlan::install`];
+/// dropped without it, its file is deleted.
+pub struct SealedPlan {
+    tmp: Option<PathBuf>,
+    target: PathBuf,
+    written: u64,
+}
+
+impl SealedPlan {
+    /// Rename the file into place; the number of objects it holds.
+    pub fn install(mut self) -> Result<u64, StoreError> {
+        let tmp = self.tmp.take().expect("not installed yet");
         let io = |p: &Path| {
             let p = p.display().to_string();
             move |source| StoreError::Io { path: p.clone(), source }
         };
-        std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io(&tmp))?;
         // A stale WAL beside a new database would be replayed into it: remove it first.
         for suffix in ["-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", self.target.display()));
         }
-        std::fs::rename(&tmp, &self.target).map_err(io(&self.target))?;
+        if let Err(e) = std::fs::rename(&tmp, &self.target) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io(&self.target)(e));
+        }
         if let Some(dir) = self.target.parent().filter(|d| !d.as_os_str().is_empty()) {
             let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
         }
         Ok(self.written)
+    }
+}
+
+impl Drop for SealedPlan {
+    fn drop(&mut self) {
+        if let Some(tmp) = self.tmp.take() {
+            let _ = std::fs::remove_file(tmp);
+        }
     }
 }
 
