@@ -158,7 +158,7 @@ pub async fn run<S: ObjectStore>(store: Arc<S>, cfg: RunConfig, stop: Stopper) -
     let reporter = tokio::spawn(progress::report(progress.clone(), cfg.progress, async {
         let _ = reporter_done_rx.await;
     }));
-    let controller = (cfg.concurrency.is_none()).then(|| tokio::spawn(size_window(ctx.clone(), initial_window)));
+    let controller = tokio::spawn(control(ctx.clone(), cfg.concurrency.is_none().then_some(initial_window)));
 
     // The dispatcher.
     let live = Arc::new(Semaphore::new(MIN_LIVE_TASKS.max(2 * cfg.concurrency.unwrap_or(MAX_WINDOW))));
@@ -196,9 +196,13 @@ pub async fn run<S: ObjectStore>(store: Arc<S>, cfg: RunConfig, stop: Stopper) -
             break;
         }
         for item in page {
-            let permit = tokio::select! {
-                p = live.clone().acquire_owned() => p.expect("never closed"),
-                _ = stop.stopped() => break 'pages,
+            // Watch the stop signal only when there is a wait (it costs a registration).
+            let permit = match live.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => tokio::select! {
+                    p = live.clone().acquire_owned() => p.expect("never closed"),
+                    _ = stop.stopped() => break 'pages,
+                },
             };
             counters.dispatched.fetch_add(1, Relaxed);
             let (ctx, tx, seed) = (ctx.clone(), outcomes.clone(), cfg.seed);
@@ -236,12 +240,10 @@ pub async fn run<S: ObjectStore>(store: Arc<S>, cfg: RunConfig, stop: Stopper) -
             _ = stop.stopped(), if watching => {}
         }
     }
-    if let Some(c) = controller {
-        c.abort();
-        // Wait for it to be dropped: it holds the context, whose writer sender must be
-        // gone before the writer can finish.
-        let _ = c.await;
-    }
+    controller.abort();
+    // Wait for it to be dropped: it holds the context, whose writer sender must be gone
+    // before the writer can finish.
+    let _ = controller.await;
     drop(ctx);
     progress.set_state(if stop.is_stopped() { "stopped" } else { "finished" });
     let writer_stats = writer.finish();
@@ -256,33 +258,57 @@ pub async fn run<S: ObjectStore>(store: Arc<S>, cfg: RunConfig, stop: Stopper) -
     Ok(RunReport { stop, last: progress.snapshot(), deferred, writer, abandoned })
 }
 
-/// Size the in-flight window by Little's law: the objects/s the limiters allow × the
-/// observed latency, with 50 % headroom so jitter does not starve the limiter.
-async fn size_window<S>(ctx: Arc<TaskContext<S>>, mut current: usize) {
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
+/// How often the controller runs.
+const CONTROL_PERIOD: Duration = Duration::from_millis(250);
+
+/// The run's controller, every [`CONTROL_PERIOD`]: the limiters' AIMD step (fold the
+/// admitted counts, raise the rates; kept off the request path), then, unless the window
+/// is fixed (`window` None), its size by Little's law. On a stop it closes the window, so
+/// tasks queued for a slot wake at once and send nothing.
+async fn control<S>(ctx: Arc<TaskContext<S>>, mut window: Option<usize>) {
+    let mut tick = tokio::time::interval(CONTROL_PERIOD);
+    let mut stop_seen = false;
     loop {
-        tick.tick().await;
-        let latency = ctx.counters.latency_us.load(Relaxed) as f64 / 1e6;
-        if latency <= 0.0 {
-            continue;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = ctx.stop.stopped(), if !stop_seen => {
+                stop_seen = true;
+                ctx.window.close();
+                continue;
+            }
         }
-        let per_sec = (ctx.kms.rate() / ctx.kms_per_write.max(1e-6)).min(ctx.s3.rate());
-        let target = ((per_sec * latency * 1.5).ceil() as usize).clamp(MIN_WINDOW, MAX_WINDOW);
-        // The window really holds `current` slots plus those tasks still owe it.
-        let mut size = current + ctx.window_excess.swap(0, Relaxed);
-        if target > size {
-            ctx.window.add_permits(target - size);
-            size = target;
-        } else if target < size {
-            // Idle slots are retired now. Busy ones are retired by the tasks releasing them
-            // (TaskContext::release): under load no slot is ever idle, because a released
-            // permit goes straight to the next waiting task.
-            size -= ctx.window.forget_permits(size - target);
+        ctx.kms.tick();
+        ctx.s3.tick();
+        if let Some(current) = window.as_mut() {
+            *current = size_window(&ctx, *current);
         }
-        ctx.window_excess.fetch_add(size - target, Relaxed);
-        current = target;
-        ctx.counters.window.store(current as u64, Relaxed);
     }
+}
+
+/// Size the in-flight window by Little's law: the objects/s the limiters allow × the
+/// observed latency, with 50 % headroom so jitter does not starve the limiter. Returns
+/// the new size.
+fn size_window<S>(ctx: &TaskContext<S>, current: usize) -> usize {
+    let latency = ctx.counters.latency_us.load(Relaxed) as f64 / 1e6;
+    if latency <= 0.0 {
+        return current;
+    }
+    let per_sec = (ctx.kms.rate() / ctx.kms_per_write.max(1e-6)).min(ctx.s3.rate());
+    let target = ((per_sec * latency * 1.5).ceil() as usize).clamp(MIN_WINDOW, MAX_WINDOW);
+    // The window really holds `current` slots plus those tasks still owe it.
+    let mut size = current + ctx.window_excess.swap(0, Relaxed);
+    if target > size {
+        ctx.window.add_permits(target - size);
+        size = target;
+    } else if target < size {
+        // Idle slots are retired now. Busy ones are retired by the tasks releasing them
+        // (TaskContext::release): under load no slot is ever idle, because a released
+        // permit goes straight to the next waiting task.
+        size -= ctx.window.forget_permits(size - target);
+    }
+    ctx.window_excess.fetch_add(size - target, Relaxed);
+    ctx.counters.window.store(target as u64, Relaxed);
+    target
 }
 
 #[cfg(test)]

@@ -11,15 +11,21 @@
 //! burst of 503s from a full in-flight window counts once), then climb back: quickly to
 //! just below the rate that was throttled, slowly above it, never past the configured
 //! ceiling.
+//!
+//! The request path takes no lock: a request that got through adds its weight to an
+//! atomic counter, and taking tokens is governor's lock-free check. The AIMD state sits
+//! behind a mutex that only [`AdaptiveLimiter::tick`] (called by the engine's 250 ms
+//! controller: fold the counter into the admitted-rate window, raise the rate) and
+//! [`AdaptiveLimiter::on_throttle`] (rare by design) take.
 
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::{Clock, DefaultClock, Reference};
 use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Cells per second of the underlying limiter: fine enough for 1 % steps at 100,000 rps.
 pub const CELLS_PER_SEC: u32 = 10_000_000;
@@ -86,11 +92,31 @@ impl Aimd {
         self.window_weight += weight;
     }
 
+    /// `weight` requests got through since the last call, up to `now`: a count folded in
+    /// periodically rather than request by request. It belongs to the window it was
+    /// admitted in, which `now` may then close.
+    ///
+    /// No weight, no roll: time alone does not close a window, so a stretch in which
+    /// nothing got through (everyone in backoff) is seen as idleness by `roll`.
+    pub fn fold_admitted(&mut self, now: Duration, weight: f64) {
+        if weight <= 0.0 {
+            return;
+        }
+        self.window_weight += weight;
+        self.roll(now);
+    }
+
+    /// The rate that got through over the last closed window, if any.
+    pub fn admitted_rate(&self) -> Option<f64> {
+        self.admitted_rate
+    }
+
     fn roll(&mut self, now: Duration) {
         let len = now.saturating_sub(self.window_start);
         if len >= 2 * WINDOW {
             // A window stretched by idleness (everyone in backoff) measures demand, not the
-            // limit: cutting to it would drop the rate to the floor. Start afresh.
+            // limit: cutting to it would drop the rate to the floor. Start afresh (what was
+            // admitted just now straddles the idle stretch, and is dropped with it).
             self.admitted_rate = None;
             self.window_start = now;
             self.window_weight = 0.0;
@@ -161,12 +187,18 @@ impl Aimd {
 pub struct AdaptiveLimiter<C: Clock = DefaultClock> {
     name: &'static str,
     limiter: RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<C::Instant>>,
+    /// Taken by `tick` and `on_throttle` only, never per admitted request.
     aimd: Mutex<Aimd>,
-    started: Instant,
+    /// The AIMD clock's zero, on the limiter's own clock (so a fake clock drives both).
+    started: C::Instant,
+    ceiling: f64,
     /// Cells per request at the current rate.
     cost: AtomicU32,
     /// The current rate × 1000, for lock-free reads by progress reporting.
     rate_milli: AtomicU64,
+    /// Weight admitted since the last fold into the AIMD window, × 1000 (a Bucket Key
+    /// write weighs 0.01 = 10).
+    admitted_milli: AtomicU64,
 }
 
 impl AdaptiveLimiter<DefaultClock> {
@@ -180,16 +212,23 @@ impl<C: Clock> AdaptiveLimiter<C> {
         let quota = Quota::per_second(NonZeroU32::new(CELLS_PER_SEC).unwrap())
             .allow_burst(NonZeroU32::new(BURST_CELLS).unwrap());
         let aimd = Aimd::new(ceiling_rps, cooldown);
+        let started = clock.now();
         let l = AdaptiveLimiter {
             name,
             limiter: RateLimiter::direct_with_clock(quota, clock),
             cost: AtomicU32::new(0),
             rate_milli: AtomicU64::new(0),
-            started: Instant::now(),
+            admitted_milli: AtomicU64::new(0),
+            started,
+            ceiling: aimd.ceiling,
             aimd: Mutex::new(aimd.clone()),
         };
         l.publish(aimd.rate);
         l
+    }
+
+    fn now(&self) -> Duration {
+        self.limiter.clock().now().duration_since(self.started).into()
     }
 
     fn publish(&self, rate: f64) {
@@ -206,11 +245,16 @@ impl<C: Clock> AdaptiveLimiter<C> {
     }
 
     pub fn ceiling(&self) -> f64 {
-        self.aimd.lock().unwrap().ceiling
+        self.ceiling
     }
 
     pub fn throttles(&self) -> u64 {
         self.aimd.lock().unwrap().throttles
+    }
+
+    /// A copy of the AIMD state (for tests and diagnostics).
+    pub fn aimd(&self) -> Aimd {
+        self.aimd.lock().unwrap().clone()
     }
 
     /// The cells `weight` requests cost now (0 for a zero weight).
@@ -227,31 +271,51 @@ impl<C: Clock> AdaptiveLimiter<C> {
         }
     }
 
-    /// `weight` requests were answered without a throttle.
+    /// `weight` requests were answered without a throttle. Lock-free: counted here, folded
+    /// into the admitted-rate window by the next `tick` or `on_throttle`.
     pub fn on_admitted(&self, weight: f64) {
-        self.aimd.lock().unwrap().on_admitted(self.started.elapsed(), weight);
+        let milli = (weight * 1000.0).round();
+        if milli >= 1.0 {
+            self.admitted_milli.fetch_add(milli as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Move the admitted weight counted so far into the AIMD window, at `now`.
+    fn fold(&self, a: &mut Aimd, now: Duration) {
+        let milli = self.admitted_milli.swap(0, Ordering::Relaxed);
+        a.fold_admitted(now, milli as f64 / 1000.0);
     }
 
     pub fn on_throttle(&self) {
+        let now = self.now();
         let mut a = self.aimd.lock().unwrap();
-        if a.on_throttle(self.started.elapsed()) {
+        // The admitted rate the cut may use must include what got through just now.
+        self.fold(&mut a, now);
+        if a.on_throttle(now) {
             tracing::debug!("{} throttled: rate cut to {:.0}/s", self.name, a.rate);
+            self.publish(a.rate);
+        }
+    }
+
+    /// The periodic AIMD step (the engine's controller calls it every 250 ms): fold the
+    /// admitted count into its window and raise the rate for the time passed without a
+    /// throttle. The rate rises in [`STEP`]s however often this runs.
+    pub fn tick(&self) {
+        let now = self.now();
+        let mut a = self.aimd.lock().unwrap();
+        self.fold(&mut a, now);
+        let before = a.rate;
+        a.tick(now);
+        if a.rate != before {
             self.publish(a.rate);
         }
     }
 }
 
 impl<C: governor::clock::ReasonablyRealtime> AdaptiveLimiter<C> {
-    /// Wait until `weight` requests may be sent.
+    /// Wait until `weight` requests may be sent. Lock-free (governor's GCRA is one atomic
+    /// compare-and-swap); the rate changes only through `tick` and `on_throttle`.
     pub async fn acquire(&self, weight: f64) {
-        {
-            let mut a = self.aimd.lock().unwrap();
-            let before = a.rate;
-            a.tick(self.started.elapsed());
-            if a.rate != before {
-                self.publish(a.rate);
-            }
-        }
         let mut cells = self.cells_for(weight);
         while cells > 0 {
             let n = cells.min(BURST_CELLS as u64) as u32;
@@ -376,6 +440,108 @@ mod tests {
         assert!(a.rate < 20.0);
         a.tick(Duration::from_secs(60));
         assert_eq!(a.rate, 1000.0);
+    }
+
+    #[test]
+    fn no_weight_closes_no_window() {
+        // The limiter folds its counter on every tick, admitted or not: a tick with
+        // nothing admitted must not close a window (it would read idleness as the limit).
+        let mut a = Aimd::new(1000.0, Duration::from_millis(500));
+        a.fold_admitted(Duration::from_millis(250), 50.0);
+        a.fold_admitted(Duration::from_millis(500), 50.0);
+        assert_eq!(a.admitted_rate(), Some(200.0));
+        a.fold_admitted(Duration::from_millis(750), 0.0);
+        a.fold_admitted(Duration::from_millis(1000), 0.0);
+        assert_eq!(a.admitted_rate(), Some(200.0));
+    }
+
+    /// The limiter as the engine drives it: requests counted lock-free, a tick every
+    /// 250 ms, on a fake clock.
+    struct Driven {
+        clock: FakeRelativeClock,
+        l: AdaptiveLimiter<FakeRelativeClock>,
+        ms: u64,
+    }
+
+    impl Driven {
+        fn new(ceiling: f64, cooldown: Duration) -> Driven {
+            let clock = FakeRelativeClock::default();
+            let l = AdaptiveLimiter::with_clock("kms", ceiling, cooldown, clock.clone());
+            Driven { clock, l, ms: 0 }
+        }
+
+        /// Advance to `until_ms` in 1 ms steps, admitting `per_sec` × `weight` a second
+        /// and ticking every 250 ms.
+        fn run(&mut self, until_ms: u64, per_sec: u64, weight: f64) {
+            while self.ms < until_ms {
+                self.clock.advance(Duration::from_millis(1));
+                self.ms += 1;
+                let due = per_sec * self.ms / 1000 - per_sec * (self.ms - 1) / 1000;
+                for _ in 0..due {
+                    self.l.on_admitted(weight);
+                }
+                if self.ms % 250 == 0 {
+                    self.l.tick();
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_limiter_cuts_once_per_cooldown_and_ticks_back_to_the_ceiling() {
+        let mut d = Driven::new(1000.0, S);
+        d.run(10, 0, 1.0);
+        d.l.on_throttle();
+        assert_eq!(d.l.rate(), 700.0);
+        assert_eq!(d.l.cells_for(1.0), cells_per_request(700.0) as u64);
+        // The rest of the burst, within the cooldown: counted, not cut again.
+        d.run(20, 0, 1.0);
+        d.l.on_throttle();
+        d.run(900, 0, 1.0);
+        d.l.on_throttle();
+        let a = d.l.aimd();
+        assert_eq!((a.rate, a.throttles, a.cuts), (700.0, 3, 1));
+        assert_eq!(d.l.throttles(), 3);
+        // No raise without a tick, and none from ticks during the cooldown.
+        d.run(1000, 0, 1.0);
+        assert_eq!(d.l.rate(), 700.0);
+        // Ticks after the cooldown raise it, and publish the new cost.
+        d.run(1250, 0, 1.0);
+        assert!(d.l.rate() > 700.0, "{}", d.l.rate());
+        assert_eq!(d.l.cells_for(1.0), cells_per_request(d.l.rate()) as u64);
+        d.run(60_000, 0, 1.0);
+        assert_eq!(d.l.rate(), 1000.0);
+        assert_eq!(d.l.cells_for(1.0), cells_per_request(1000.0) as u64);
+    }
+
+    #[test]
+    fn admitted_requests_counted_lock_free_set_the_cut() {
+        // 1,000 rps configured, 200 rps getting through, counted by on_admitted and
+        // folded by the ticks: one throttle cuts straight to about 200.
+        let mut d = Driven::new(1000.0, Duration::from_millis(500));
+        d.run(1100, 200, 1.0);
+        d.l.on_throttle();
+        assert!((190.0..=210.0).contains(&d.l.rate()), "cut to {}", d.l.rate());
+        // After the cooldown the ticks climb back fast to just below that rate (the knee),
+        // then probe slowly above it.
+        d.run(2000, 200, 1.0);
+        assert!((190.0..=0.97 * 210.0).contains(&d.l.rate()), "{}", d.l.rate());
+    }
+
+    #[test]
+    fn a_throttle_between_ticks_sees_what_was_admitted_since_the_last_one() {
+        // No tick at all: the throttle itself folds the counter.
+        let clock = FakeRelativeClock::default();
+        let l = AdaptiveLimiter::with_clock("kms", 1000.0, Duration::from_millis(500), clock.clone());
+        for _ in 0..600 {
+            clock.advance(Duration::from_millis(1));
+            // A Bucket Key run: 20,000 writes/s of weight 0.01 = 200 KMS requests/s.
+            for _ in 0..20 {
+                l.on_admitted(0.01);
+            }
+        }
+        l.on_throttle();
+        assert!((190.0..=210.0).contains(&l.rate()), "cut to {}", l.rate());
     }
 
     #[test]

@@ -27,7 +27,8 @@ pub mod writer;
 pub use engine::{run, FailureBudget, RunConfig, RunReport};
 pub use retry::RetryPolicy;
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -45,14 +46,19 @@ pub enum StopReason {
 }
 
 /// One stop signal for the whole run; the first reason wins.
+///
+/// Every request checks it, so the check is one atomic load; the watch channel holds the
+/// reason and wakes those waiting in [`Stopper::stopped`] (tasks asleep in a backoff or on
+/// a rate token, the dispatcher, the controller).
 #[derive(Clone)]
 pub struct Stopper {
+    stopped: Arc<AtomicBool>,
     tx: watch::Sender<Option<StopReason>>,
 }
 
 impl Default for Stopper {
     fn default() -> Self {
-        Stopper { tx: watch::Sender::new(None) }
+        Stopper { stopped: Arc::new(AtomicBool::new(false)), tx: watch::Sender::new(None) }
     }
 }
 
@@ -61,6 +67,9 @@ impl Stopper {
         self.tx.send_if_modified(|r| {
             if r.is_none() {
                 *r = Some(reason);
+                // Set under the channel's lock, before the waiters are woken: whoever sees
+                // the flag (or wakes) then finds the reason.
+                self.stopped.store(true, Ordering::Release);
                 true
             } else {
                 false
@@ -69,7 +78,7 @@ impl Stopper {
     }
 
     pub fn is_stopped(&self) -> bool {
-        self.tx.borrow().is_some()
+        self.stopped.load(Ordering::Acquire)
     }
 
     pub fn reason(&self) -> Option<StopReason> {
@@ -78,6 +87,9 @@ impl Stopper {
 
     /// Resolves once the run is told to stop.
     pub async fn stopped(&self) {
+        if self.is_stopped() {
+            return;
+        }
         let mut rx = self.tx.subscribe();
         let _ = rx.wait_for(|r| r.is_some()).await;
     }
@@ -121,5 +133,28 @@ impl RunCounters {
             + self.changed.load(Relaxed)
             + self.gone.load(Relaxed)
             + self.needs_restore.load(Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_stop_is_seen_by_the_flag_and_wakes_waiters_and_the_first_reason_wins() {
+        let stop = Stopper::default();
+        assert!(!stop.is_stopped());
+        let waiter = tokio::spawn({
+            let stop = stop.clone();
+            async move { stop.stopped().await }
+        });
+        tokio::task::yield_now().await;
+        stop.stop(StopReason::Interrupted);
+        stop.stop(StopReason::Checkpoint("later".into()));
+        assert!(stop.is_stopped());
+        assert_eq!(stop.reason(), Some(StopReason::Interrupted));
+        tokio::time::timeout(Duration::from_secs(5), waiter).await.expect("the waiter wakes").unwrap();
+        // Already stopped: resolves at once.
+        tokio::time::timeout(Duration::from_secs(5), stop.stopped()).await.unwrap();
     }
 }

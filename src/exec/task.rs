@@ -501,21 +501,28 @@ where
         if ctx.stop.is_stopped() {
             return Err(Halt::Stopped);
         }
-        let ready = async {
-            let slot = ctx.window.acquire().await.expect("the window is never closed");
+        // A stop wakes the tasks queued here: otherwise each would be paced through the
+        // window and the limiters only to send nothing, holding the drain up for
+        // (queued tasks / rate) seconds. The controller closes the window on a stop,
+        // which wakes those queued for a slot; those waiting for rate tokens watch the
+        // stop signal, but only once they have to wait (watching costs a registration on
+        // a shared waker list, which a request that goes straight through should not pay).
+        let Ok(slot) = ctx.window.acquire().await else {
+            return Err(Halt::Stopped);
+        };
+        let paced = async {
             if kms > 0.0 {
                 ctx.kms.acquire(kms).await;
             }
             ctx.s3.acquire(1.0).await;
-            slot
         };
-        // A stop wakes the tasks queued here: otherwise each would be paced through the
-        // window and the limiters only to send nothing, holding the drain up for
-        // (queued tasks / rate) seconds.
-        let slot = tokio::select! {
-            slot = ready => slot,
-            _ = ctx.stop.stopped() => return Err(Halt::Stopped),
-        };
+        tokio::pin!(paced);
+        if futures::poll!(&mut paced).is_pending() {
+            tokio::select! {
+                () = &mut paced => {}
+                _ = ctx.stop.stopped() => return Err(Halt::Stopped),
+            }
+        }
         if ctx.stop.is_stopped() {
             return Err(Halt::Stopped);
         }

@@ -157,3 +157,49 @@ fn multi_row_inserts_keep_every_column_of_every_row() {
         assert_eq!((r.6.as_str(), r.7.as_str()), ("STANDARD_IA", "CRC32"));
     }
 }
+
+/// Every query on the rows still to do reads the partial index, in id order: no scan of
+/// the finished rows, no sort of all the rows left (which SQLite chose by itself, costing
+/// 0.22 s per 1,000-row page with 1 M rows to do).
+#[test]
+fn the_rows_to_do_are_read_through_their_partial_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.rekey");
+    let mut w = PlanWriter::create(&path, false).unwrap();
+    let objs: Vec<_> = (0..200)
+        .map(|i| {
+            obj(
+                &format!("k{i}"),
+                if i % 3 == 0 { Decision::Skip(SkipReason::AlreadyKms) } else { Decision::Migrate(Method::Update) },
+            )
+        })
+        .collect();
+    w.insert(&objs).unwrap();
+    w.finish(&run("inv")).unwrap();
+    let c = Checkpoint::open(&path).unwrap();
+    c.connection().execute("UPDATE objects SET status = 'done' WHERE id <= 100 AND status = 'pending'", []).unwrap();
+    c.connection().execute("UPDATE objects SET status = 'failed', retryable = 1 WHERE id = 150", []).unwrap();
+    for q in super::work::todo_queries() {
+        let mut stmt = c.connection().prepare(&format!("EXPLAIN QUERY PLAN {q}")).unwrap();
+        let args = rusqlite::params_from_iter(std::iter::repeat_n(1, stmt.parameter_count()));
+        let plan: Vec<String> = stmt.query_map(args, |r| r.get(3)).unwrap().map(Result::unwrap).collect();
+        let plan = plan.join("; ");
+        assert!(
+            plan.contains("USING INDEX objects_todo") || plan.contains("USING COVERING INDEX objects_todo"),
+            "{q}: {plan}"
+        );
+        assert!(!plan.contains("FOR ORDER BY"), "{q}: {plan}");
+    }
+    // And they answer what they did before.
+    let todo = c.todo_totals().unwrap();
+    let expected: i64 = c
+        .connection()
+        .query_row(&format!("SELECT COUNT(*) FROM objects NOT INDEXED WHERE {}", schema::TODO_WHERE), [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(todo.objects, expected as u64);
+    assert_eq!(c.todo_buckets(100).unwrap(), vec!["b".to_string()]);
+    let page = TodoReader::open(&path).unwrap().next_page(1000).unwrap();
+    assert_eq!(page.len() as u64, todo.objects);
+    assert_eq!(page.first().map(|w| w.id), Some(101));
+    assert!(page.iter().any(|w| w.id == 150));
+}

@@ -6,6 +6,27 @@
 //! read both from another process at the same time.
 
 use super::schema::TODO_WHERE;
+
+/// The rows to do are read through their partial index, named: left to itself, SQLite
+/// (3.5x, no ANALYZE statistics) answers `TODO_WHERE ... ORDER BY id LIMIT n` with a
+/// multi-index OR over `objects_by_status` and a temporary B-tree that sorts *every* row
+/// still to do, for each page: 0.22 s per 1,000-row page with 1 M rows to do, where the
+/// partial index, already in id order, reads just the page (well under 1 ms).
+const TODO_INDEX: &str = "INDEXED BY objects_todo";
+
+/// The queries on the rows still to do (kept here so a test can check their plans).
+pub(super) fn todo_queries() -> [String; 4] {
+    [
+        format!(
+            "SELECT id, bucket, key, version_id, is_latest, size, etag, storage_class, checksum_algorithm, method, attempts,
+                    lock_mode, lock_retain_until, legal_hold, upload_id
+             FROM objects {TODO_INDEX} WHERE id > ?1 AND {TODO_WHERE} ORDER BY id LIMIT ?2"
+        ),
+        format!("SELECT id FROM objects {TODO_INDEX} WHERE {TODO_WHERE} AND method = ?1 ORDER BY id LIMIT 1"),
+        format!("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM objects {TODO_INDEX} WHERE {TODO_WHERE}"),
+        format!("SELECT DISTINCT bucket FROM objects {TODO_INDEX} WHERE {TODO_WHERE} LIMIT ?1"),
+    ]
+}
 use super::{sql, StoreError};
 use crate::plan::classify::Method;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
@@ -105,7 +126,7 @@ impl TodoReader {
     pub fn first_of(&mut self, method: Method) -> Result<Option<WorkItem>, StoreError> {
         let id: Option<i64> = self
             .conn
-            .prepare_cached(&format!("SELECT id FROM objects WHERE {TODO_WHERE} AND method = ?1 ORDER BY id LIMIT 1"))
+            .prepare_cached(&todo_queries()[1])
             .and_then(|mut stmt| stmt.query_row([method.as_str()], |r| r.get(0)).optional())
             .map_err(sql(&self.path))?;
         let Some(id) = id else { return Ok(None) };
@@ -119,14 +140,7 @@ impl TodoReader {
     /// Up to `limit` rows after the last one returned. Rows recorded meanwhile by the
     /// writer are past the cursor, so nothing is handed out twice in one run.
     pub fn next_page(&mut self, limit: usize) -> Result<Vec<WorkItem>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!(
-                "SELECT id, bucket, key, version_id, is_latest, size, etag, storage_class, checksum_algorithm, method, attempts,
-                        lock_mode, lock_retain_until, legal_hold, upload_id
-                 FROM objects WHERE id > ?1 AND {TODO_WHERE} ORDER BY id LIMIT ?2"
-            ))
-            .map_err(sql(&self.path))?;
+        let mut stmt = self.conn.prepare_cached(&todo_queries()[0]).map_err(sql(&self.path))?;
         let rows = stmt
             .query_map(params![self.after, limit as i64], |r| {
                 let method: String = r.get(9)?;
@@ -168,7 +182,7 @@ pub struct TodoTotals {
 
 /// Objects and bytes still to do (the rows a run dispatches).
 fn todo_totals(conn: &Connection, path: &Path) -> Result<TodoTotals, StoreError> {
-    conn.query_row(&format!("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM objects WHERE {TODO_WHERE}"), [], |r| {
+    conn.query_row(&todo_queries()[2], [], |r| {
         Ok(TodoTotals { objects: r.get::<_, i64>(0)? as u64, bytes: r.get::<_, i64>(1)? as u64 })
     })
     .map_err(sql(path))
@@ -258,5 +272,13 @@ impl super::Checkpoint {
     /// Objects and bytes finished, and still to do.
     pub fn todo_totals(&self) -> Result<TodoTotals, StoreError> {
         todo_totals(self.connection(), self.path())
+    }
+
+    /// The buckets of the rows still to do (at most `limit`). Read through the partial
+    /// index, so it costs what is left, not the whole plan (a scan of 10 M rows took 2 s).
+    pub fn todo_buckets(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self.connection().prepare(&todo_queries()[3]).map_err(sql(self.path()))?;
+        let rows = stmt.query_map([limit as i64], |r| r.get(0)).map_err(sql(self.path()))?;
+        rows.collect::<Result<_, _>>().map_err(sql(self.path()))
     }
 }

@@ -964,7 +964,7 @@ async fn the_window_shrinks_while_every_slot_is_busy() {
             }
         });
     }
-    let controller = tokio::spawn(size_window(ctx.clone(), 16));
+    let controller = tokio::spawn(control(ctx.clone(), Some(16)));
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let peak_before = peak.swap(0, Relaxed);
     tokio::time::sleep(Duration::from_millis(500)).await;
