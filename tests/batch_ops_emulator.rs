@@ -13,8 +13,7 @@ use aws_sdk_s3::types::{
     ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
 };
 use md5::{Digest, Md5};
-use rekey::inventory::synthetic::{write_inventory, InventorySpec, FULL_SCHEMA};
-use rekey::units::rfc3339_from_ms;
+use rekey::inventory::synthetic::{write_inventory, FullRow, InventorySpec, FULL_SCHEMA};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::{Arc, Mutex};
@@ -36,29 +35,7 @@ const JOB_IDS: [&str; 3] = [
 
 /// A FULL_SCHEMA row: (key, version, size, class, encryption).
 fn row(key: &str, v: &str, size: u64, class: &str, enc: &str) -> Vec<String> {
-    let modified = rfc3339_from_ms(CREATED - 200 * DAY);
-    [
-        "src-bucket",
-        key,
-        v,
-        "true",
-        "false",
-        &size.to_string(),
-        &modified,
-        "0123abcd",
-        class,
-        "false",
-        "",
-        enc,
-        "",
-        "",
-        "",
-        "",
-        "DISABLED",
-        "",
-    ]
-    .map(String::from)
-    .to_vec()
+    FullRow::new(key, v, size, class, enc, CREATED - 200 * DAY).fields()
 }
 
 /// A plan (Bucket Key on) of three update objects, one STANDARD copy and one STANDARD_IA

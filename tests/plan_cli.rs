@@ -1,7 +1,7 @@
 //! The `rekey` binary on inventories laid out as S3 delivers them:
 //! `PREFIX/SOURCE-BUCKET/CONFIG/DATE/manifest.json` and `.../CONFIG/data/*.csv.gz`.
 
-use rekey::inventory::synthetic::{write_inventory, InventorySpec, FULL_SCHEMA};
+use rekey::inventory::synthetic::{write_inventory, FullRow, InventorySpec, FULL_SCHEMA};
 use rekey::units::{rfc3339_from_ms, GIB};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -24,30 +24,15 @@ fn row(
     hold: &str,
     tier: &str,
 ) -> Vec<String> {
-    let modified = rfc3339_from_ms(CREATED - 200 * DAY);
-    let size = if dm { String::new() } else { size.to_string() };
-    [
-        "src-bucket",
-        key,
-        v,
-        &latest.to_string(),
-        &dm.to_string(),
-        &size,
-        &modified,
-        "0123abcd",
-        class,
-        "false",
-        "",
-        enc,
-        "",
-        lock,
-        hold,
-        tier,
-        "DISABLED",
-        "",
-    ]
-    .map(String::from)
-    .to_vec()
+    FullRow {
+        latest,
+        delete_marker: dm,
+        lock_mode: lock.into(),
+        legal_hold: hold.into(),
+        tier: tier.into(),
+        ..FullRow::new(key, v, size, class, enc, CREATED - 200 * DAY)
+    }
+    .fields()
 }
 
 /// Twelve rows with a known fate each.

@@ -2,8 +2,8 @@
 //! planned from a generated inventory, with outcomes set directly in SQLite (no emulator).
 
 use md5::{Digest, Md5};
-use rekey::inventory::synthetic::{write_inventory, InventorySpec, FULL_SCHEMA};
-use rekey::units::{rfc3339_from_ms, GIB};
+use rekey::inventory::synthetic::{write_inventory, FullRow, InventorySpec, FULL_SCHEMA};
+use rekey::units::GIB;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -18,29 +18,7 @@ const AWKWARD_PENDING: &str = "x y+z,é/ü.txt";
 
 /// A FULL_SCHEMA row: (key, version, size, class, encryption).
 fn row(key: &str, v: &str, size: u64, class: &str, enc: &str) -> Vec<String> {
-    let modified = rfc3339_from_ms(CREATED - 200 * DAY);
-    [
-        "src-bucket",
-        key,
-        v,
-        "true",
-        "false",
-        &size.to_string(),
-        &modified,
-        "0123abcd",
-        class,
-        "false",
-        "",
-        enc,
-        "",
-        "",
-        "",
-        "",
-        "DISABLED",
-        "",
-    ]
-    .map(String::from)
-    .to_vec()
+    FullRow::new(key, v, size, class, enc, CREATED - 200 * DAY).fields()
 }
 
 fn rows() -> Vec<Vec<String>> {

@@ -22,6 +22,73 @@ use std::path::{Path, PathBuf};
 /// Every field S3 Inventory writes for a versioned bucket, in AWS's usual order.
 pub const FULL_SCHEMA: &str = "Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size, LastModifiedDate, ETag, StorageClass, IsMultipartUploaded, ReplicationStatus, EncryptionStatus, ObjectLockRetainUntilDate, ObjectLockMode, ObjectLockLegalHoldStatus, IntelligentTieringAccessTier, BucketKeyStatus, ChecksumAlgorithm";
 
+/// One [`FULL_SCHEMA`] row, by field name, for fixtures and tests: [`FullRow::new`] is a
+/// current, non-multipart object of `src-bucket` with ETag `0123abcd` and no lock; set the
+/// other fields directly. [`FullRow::fields`] gives it in schema order.
+#[derive(Debug, Clone)]
+pub struct FullRow {
+    pub bucket: String,
+    pub key: String,
+    pub version: String,
+    pub latest: bool,
+    pub delete_marker: bool,
+    pub size: u64,
+    pub modified_ms: i64,
+    pub etag: String,
+    pub class: String,
+    pub encryption: String,
+    pub lock_mode: String,
+    pub legal_hold: String,
+    pub tier: String,
+}
+
+impl FullRow {
+    pub fn new(key: &str, version: &str, size: u64, class: &str, encryption: &str, modified_ms: i64) -> FullRow {
+        FullRow {
+            bucket: "src-bucket".into(),
+            key: key.into(),
+            version: version.into(),
+            latest: true,
+            delete_marker: false,
+            size,
+            modified_ms,
+            etag: "0123abcd".into(),
+            class: class.into(),
+            encryption: encryption.into(),
+            lock_mode: String::new(),
+            legal_hold: String::new(),
+            tier: String::new(),
+        }
+    }
+
+    /// The fields in [`FULL_SCHEMA`] order (a delete marker has no size).
+    pub fn fields(&self) -> Vec<String> {
+        let size = if self.delete_marker { String::new() } else { self.size.to_string() };
+        [
+            self.bucket.as_str(),
+            &self.key,
+            &self.version,
+            if self.latest { "true" } else { "false" },
+            if self.delete_marker { "true" } else { "false" },
+            &size,
+            &rfc3339_from_ms(self.modified_ms),
+            &self.etag,
+            &self.class,
+            "false",
+            "",
+            &self.encryption,
+            "",
+            &self.lock_mode,
+            &self.legal_hold,
+            &self.tier,
+            "DISABLED",
+            "",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+}
+
 /// Where and how to write an inventory.
 #[derive(Debug, Clone)]
 pub struct InventorySpec {
