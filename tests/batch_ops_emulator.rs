@@ -302,28 +302,6 @@ async fn submit_uploads_the_manifests_and_creates_the_jobs() {
     assert_eq!(el(copy, "MetadataDirective"), "COPY");
     assert_eq!(at(copy, &["NewObjectMetadata", "SSEAlgorithm"]), "KMS");
     assert_eq!(el(el(el(&requests[0].body, "Operation"), "S3PutObjectCopy"), "StorageClass"), "STANDARD");
-
-    // --submit without a bucket to upload to is a usage error, before anything is written.
-    let no_bucket = rekey(
-        &moto.env_for_cli(),
-        &[
-            "export",
-            "batch-ops",
-            "--state",
-            state.to_str().unwrap(),
-            "--out",
-            dir.path().join("x").to_str().unwrap(),
-            "--role-arn",
-            ROLE,
-            "--account-id",
-            ACCOUNT,
-            "--submit",
-        ],
-    )
-    .await;
-    assert_eq!(no_bucket.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&no_bucket.stderr).contains("--report-bucket"));
-    assert!(!dir.path().join("x").exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -332,8 +332,10 @@ fn export_writes_one_manifest_and_job_per_operation_and_class() {
         "111122223333",
         "--submit",
     ]);
+    // --submit without a bucket to upload to is a usage error, before anything is written.
     assert_eq!(submit.status.code(), Some(2));
     assert!(stderr(&submit).contains("--report-bucket"), "{}", stderr(&submit));
+    assert!(!dir.path().join("x").exists());
     let bad = rekey(&[
         "export",
         "batch-ops",
