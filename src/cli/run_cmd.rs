@@ -320,6 +320,17 @@ struct FileStatus {
 }
 
 impl FileStatus {
+    /// The counts by status, method, skip reason and verdict, and what is left to do.
+    fn count_lines(&self, out: &mut String) {
+        count_section(out, "by status", &self.counts.by_status);
+        count_section(out, "by method", &self.counts.by_method);
+        count_section(out, "skipped, by reason", &self.counts.by_skip_reason);
+        if !self.verdicts.is_empty() {
+            count_section(out, "rekey verify, by verdict", &self.verdicts);
+        }
+        out.push_str(&format!("to do: {} objects, {}\n", thousands(self.todo.objects), human_bytes(self.todo.bytes)));
+    }
+
     fn load(path: &Path) -> Result<FileStatus> {
         let cp = Checkpoint::open(path)?;
         let counts = cp.counts()?;
@@ -447,13 +458,7 @@ pub fn status(args: StatusArgs) -> Result<()> {
             for f in &files {
                 out.push_str(&format!("  {}\n", f.path.display()));
             }
-            count_section(&mut out, "by status", &sum.counts.by_status);
-            count_section(&mut out, "by method", &sum.counts.by_method);
-            count_section(&mut out, "skipped, by reason", &sum.counts.by_skip_reason);
-            if !sum.verdicts.is_empty() {
-                count_section(&mut out, "rekey verify, by verdict", &sum.verdicts);
-            }
-            out.push_str(&format!("to do: {} objects, {}\n", thousands(sum.todo.objects), human_bytes(sum.todo.bytes)));
+            sum.count_lines(&mut out);
             out.push_str(&format!(
                 "running: {} of {}; together KMS {:.0} rps, S3 {:.0} rps, {:.0} objects/s, {} throttles{}\n",
                 live.len(),
@@ -480,13 +485,7 @@ fn status_one(f: &FileStatus, format: StatusFormat) -> Result<()> {
         StatusFormat::Table => {
             let mut out = String::new();
             out.push_str(&format!("{}\n", f.path.display()));
-            count_section(&mut out, "by status", &f.counts.by_status);
-            count_section(&mut out, "by method", &f.counts.by_method);
-            count_section(&mut out, "skipped, by reason", &f.counts.by_skip_reason);
-            if !f.verdicts.is_empty() {
-                count_section(&mut out, "rekey verify, by verdict", &f.verdicts);
-            }
-            out.push_str(&format!("to do: {} objects, {}\n", thousands(f.todo.objects), human_bytes(f.todo.bytes)));
+            f.count_lines(&mut out);
             f.run_lines(&mut out, "");
             print!("{out}");
         }
