@@ -42,7 +42,8 @@ pub struct RunArgs {
     /// S3 requests per second (default: the plan's).
     #[arg(long, value_name = "RPS")]
     pub s3_rps: Option<f64>,
-    /// Requests in flight (default: sized by Little's law from the rate and latency).
+    /// Requests in flight (default: sized by Little's law from the rate and latency, or by
+    /// trial to what the client drives when the rate is out of its reach).
     #[arg(long, value_name = "N")]
     pub concurrency: Option<usize>,
     /// Attempts per object in this run, the first included.

@@ -13,7 +13,7 @@ use crate::store::{OutcomeWriter, StoreError, TodoReader};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -63,7 +63,7 @@ pub struct RunConfig {
     pub kms_per_write: f64,
     pub kms_rps: f64,
     pub s3_rps: f64,
-    /// A fixed in-flight window; None sizes it by Little's law.
+    /// A fixed in-flight window; None sizes it to the quota and to what the client drives.
     pub concurrency: Option<usize>,
     pub policy: RetryPolicy,
     pub max_failures: FailureBudget,
@@ -120,7 +120,7 @@ pub struct RunReport {
 
 /// Live tasks at most: the window, plus room for tasks sleeping between retries.
 const MIN_LIVE_TASKS: usize = 1024;
-/// Bounds of the Little's-law window.
+/// Bounds of the default window.
 const MIN_WINDOW: usize = 4;
 const MAX_WINDOW: usize = 4096;
 const PAGE: usize = 1000;
@@ -260,14 +260,19 @@ pub async fn run<S: ObjectStore>(store: Arc<S>, cfg: RunConfig, stop: Stopper) -
 
 /// How often the controller runs.
 const CONTROL_PERIOD: Duration = Duration::from_millis(250);
+/// A window doubling must raise the request rate by this factor to count as paying off.
+const PROBE_GAIN: f64 = 1.1;
+/// After a doubling that did not pay off, the window is held this long before the next.
+const PROBE_HOLD: Duration = Duration::from_secs(5);
 
 /// The run's controller, every [`CONTROL_PERIOD`]: the limiters' AIMD step (fold the
 /// admitted counts, raise the rates; kept off the request path), then, unless the window
-/// is fixed (`window` None), its size by Little's law. On a stop it closes the window, so
-/// tasks queued for a slot wake at once and send nothing.
-async fn control<S>(ctx: Arc<TaskContext<S>>, mut window: Option<usize>) {
+/// is fixed (`window` None), its size ([`size_window`]). On a stop it closes the window,
+/// so tasks queued for a slot wake at once and send nothing.
+async fn control<S>(ctx: Arc<TaskContext<S>>, window: Option<usize>) {
     let mut tick = tokio::time::interval(CONTROL_PERIOD);
     let mut stop_seen = false;
+    let mut sizer = window.map(|w| Sizer::new(w, ctx.counters.requests.load(Relaxed), Instant::now()));
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -279,22 +284,100 @@ async fn control<S>(ctx: Arc<TaskContext<S>>, mut window: Option<usize>) {
         }
         ctx.kms.tick();
         ctx.s3.tick();
-        if let Some(current) = window.as_mut() {
-            *current = size_window(&ctx, *current);
+        if let Some(sizer) = sizer.as_mut() {
+            let target = sizer.next(&ctx, Instant::now());
+            resize_window(&ctx, sizer.window, target);
+            sizer.window = target;
         }
     }
 }
 
-/// Size the in-flight window by Little's law: the objects/s the limiters allow × the
-/// observed latency, with 50 % headroom so jitter does not starve the limiter. Returns
-/// the new size.
-fn size_window<S>(ctx: &TaskContext<S>, current: usize) -> usize {
-    let latency = ctx.counters.latency_us.load(Relaxed) as f64 / 1e6;
-    if latency <= 0.0 {
-        return current;
+/// The default window's state: its size, the request count at the last look, and the
+/// doubling being tried, if any.
+struct Sizer {
+    window: usize,
+    requests: u64,
+    at: Instant,
+    probe: Option<Probe>,
+    /// No doubling before this (the last one did not pay off).
+    hold_until: Option<Instant>,
+}
+
+/// A doubling under trial: the window before it, the request rate it achieved, and where
+/// the doubled window's measurement starts.
+#[derive(Clone, Copy)]
+struct Probe {
+    from: usize,
+    rate: f64,
+    requests: u64,
+    since: Instant,
+}
+
+impl Sizer {
+    fn new(window: usize, requests: u64, now: Instant) -> Sizer {
+        Sizer { window, requests, at: now, probe: None, hold_until: None }
     }
-    let per_sec = (ctx.kms.rate() / ctx.kms_per_write.max(1e-6)).min(ctx.s3.rate());
-    let target = ((per_sec * latency * 1.5).ceil() as usize).clamp(MIN_WINDOW, MAX_WINDOW);
+
+    /// The window's next size.
+    ///
+    /// The limiters bound it by Little's law: the requests/s they allow × the observed
+    /// latency × 1.5 (headroom against jitter). That alone is right only when the quota is
+    /// what binds. Told a quota far above what the machine can drive (`--kms-rps 100000`),
+    /// it opened thousands of requests: a saturated client's latency is mostly its own
+    /// queueing, so the window and the latency fed each other up to the 4,096 cap, and
+    /// the surplus connections only slowed it down. Sizing from the achieved rate ×
+    /// latency cannot fix that (achieved × latency is the in-flight count, whatever the
+    /// window), so below the quota the window grows by trial instead: it doubles while
+    /// each doubling raises the request rate by [`PROBE_GAIN`], goes back to the last size
+    /// that did when one does not, and tries again after [`PROBE_HOLD`]. Once the
+    /// achieved rate reaches 90 % of what the limiters allow, the quota binds and Little's
+    /// law on it sizes the window, as before.
+    fn next<S>(&mut self, ctx: &TaskContext<S>, now: Instant) -> usize {
+        let current = self.window;
+        let latency = ctx.counters.latency_us.load(Relaxed) as f64 / 1e6;
+        let sent = ctx.counters.requests.load(Relaxed);
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        if latency <= 0.0 || elapsed <= 0.0 {
+            return current;
+        }
+        let achieved = sent.saturating_sub(self.requests) as f64 / elapsed;
+        (self.requests, self.at) = (sent, now);
+        let allowed = (ctx.kms.rate() / ctx.kms_per_write.max(1e-6)).min(ctx.s3.rate());
+        let by_quota = ((allowed * latency * 1.5).ceil() as usize).clamp(MIN_WINDOW, MAX_WINDOW);
+        if achieved >= 0.9 * allowed || by_quota <= current {
+            // The quota binds, or wants fewer slots than there are.
+            self.probe = None;
+            return by_quota;
+        }
+        let doubled = (current * 2).min(by_quota);
+        match self.probe {
+            Some(p) => {
+                // Measure the doubled window over at least two latencies.
+                let span = now.saturating_duration_since(p.since);
+                if span < CONTROL_PERIOD.max(Duration::from_secs_f64(2.0 * latency)) {
+                    return current;
+                }
+                let rate = sent.saturating_sub(p.requests) as f64 / span.as_secs_f64();
+                if rate >= p.rate * PROBE_GAIN {
+                    self.probe = Some(Probe { from: current, rate, requests: sent, since: now });
+                    doubled
+                } else {
+                    self.probe = None;
+                    self.hold_until = Some(now + PROBE_HOLD);
+                    p.from
+                }
+            }
+            None if self.hold_until.is_none_or(|h| now >= h) => {
+                self.probe = Some(Probe { from: current, rate: achieved, requests: sent, since: now });
+                doubled
+            }
+            None => current,
+        }
+    }
+}
+
+/// Resize the in-flight window from `current` to `target` slots.
+fn resize_window<S>(ctx: &TaskContext<S>, current: usize, target: usize) {
     // The window really holds `current` slots plus those tasks still owe it.
     let mut size = current + ctx.window_excess.swap(0, Relaxed);
     if target > size {
@@ -308,7 +391,6 @@ fn size_window<S>(ctx: &TaskContext<S>, current: usize) -> usize {
     }
     ctx.window_excess.fetch_add(size - target, Relaxed);
     ctx.counters.window.store(target as u64, Relaxed);
-    target
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@
 //! * the **writer** ([`writer`]), a plain thread owning the SQLite connection, commits
 //!   outcomes in batches (1,000 rows or 250 ms) together with a progress document that
 //!   `rekey status` reads from another process;
-//! * a **controller** resizes the in-flight window by Little's law, and the
+//! * a **controller** sizes the in-flight window (Little's law on the quota, or by trial
+//!   to what the client drives when the quota is out of reach), and the
 //!   [`progress`] reporter draws bars or log lines.
 //!
 //! Stopping (Ctrl-C, the circuit breaker, the failure budget) goes through one

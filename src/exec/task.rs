@@ -25,7 +25,7 @@
 
 use super::limiter::AdaptiveLimiter;
 use super::retry::RetryPolicy;
-use super::writer::WriterMsg;
+use super::writer::{WriterMsg, WriterSender};
 use super::{RunCounters, StopReason, Stopper};
 use crate::plan::classify::Method;
 use crate::plan::cost::part_size;
@@ -87,7 +87,7 @@ pub struct TaskContext<S> {
     /// Multipart part size; None: max(512 MiB, size / 10,000), as the estimate assumed.
     pub part_size: Option<u64>,
     /// To the checkpoint writer, for multipart upload ids.
-    pub writer: std::sync::mpsc::Sender<WriterMsg>,
+    pub writer: WriterSender,
 }
 
 impl<S> TaskContext<S> {

@@ -55,6 +55,10 @@ pub struct FakeBehaviour {
     pub fail_rate: f64,
     /// Every write answers this (for breaker tests), e.g. `KMS.DisabledException`.
     pub fatal_code: Option<String>,
+    /// Requests served at once, each for `latency`; the rest queue (their latency grows).
+    /// A throughput cap of `servers / latency`, like a client that cannot drive more.
+    /// 0 = no cap. Read once, by [`FakeStore::new`].
+    pub servers: usize,
 }
 
 struct Gate {
@@ -70,6 +74,8 @@ pub struct FakeStore {
     counters: Mutex<FakeCounters>,
     /// Open multipart uploads: id → (bucket, key, initiated ms since the epoch).
     uploads: Mutex<HashMap<String, (String, String, i64)>>,
+    /// `FakeBehaviour::servers` slots (None: no cap).
+    serving: Option<tokio::sync::Semaphore>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -88,6 +94,7 @@ pub struct FakeCounters {
 impl FakeStore {
     pub fn new(behaviour: FakeBehaviour) -> FakeStore {
         FakeStore {
+            serving: (behaviour.servers > 0).then(|| tokio::sync::Semaphore::new(behaviour.servers)),
             objects: Mutex::new(HashMap::new()),
             behaviour: Mutex::new(behaviour),
             gate: Mutex::new(Gate { tokens: 0.0, last: Instant::now() }),
@@ -146,6 +153,10 @@ impl FakeStore {
     /// Latency, then the fault and rate gates, as S3 would answer them.
     async fn admit(&self, write: bool) -> Result<(), S3CallError> {
         let b = self.behaviour.lock().unwrap().clone();
+        let _server = match &self.serving {
+            Some(s) => Some(s.acquire().await.expect("never closed")),
+            None => None,
+        };
         if !b.latency.is_zero() {
             tokio::time::sleep(b.latency).await;
         }

@@ -5,6 +5,7 @@
 //! outcomes back in, in batched transactions.
 
 use super::schema::TODO_WHERE;
+use super::work::TODO_INDEX;
 use super::{sql, Checkpoint, StoreError};
 use rusqlite::{params, OptionalExtension};
 use std::collections::BTreeMap;
@@ -163,10 +164,7 @@ impl Checkpoint {
 
     /// Call `f` with each object a run would still dispatch (the same rows as `rekey run`).
     pub fn for_each_todo<E: From<StoreError>>(&self, mut f: impl FnMut(ExportRow) -> Result<(), E>) -> Result<(), E> {
-        let q = format!(
-            "SELECT bucket, key, version_id, size, storage_class, method FROM objects WHERE {TODO_WHERE} AND method IS NOT NULL ORDER BY id"
-        );
-        let mut stmt = self.conn.prepare(&q).map_err(sql(&self.path))?;
+        let mut stmt = self.conn.prepare(&export_todo_query()).map_err(sql(&self.path))?;
         let mut rows = stmt.query([]).map_err(sql(&self.path))?;
         while let Some(r) = rows.next().map_err(sql(&self.path))? {
             let row = (|| -> rusqlite::Result<ExportRow> {
@@ -276,4 +274,13 @@ impl Drop for Importer<'_> {
             let _ = self.cp.conn.execute_batch("ROLLBACK");
         }
     }
+}
+
+/// `export batch-ops`'s query: every row a run would still dispatch, in id order, read
+/// through `objects_todo` (unnamed, SQLite sorted all of them in a temporary B-tree
+/// first; see [`TODO_INDEX`]).
+pub(super) fn export_todo_query() -> String {
+    format!(
+        "SELECT bucket, key, version_id, size, storage_class, method FROM objects {TODO_INDEX} WHERE {TODO_WHERE} AND method IS NOT NULL ORDER BY id"
+    )
 }

@@ -179,7 +179,7 @@ fn the_rows_to_do_are_read_through_their_partial_index() {
     let c = Checkpoint::open(&path).unwrap();
     c.connection().execute("UPDATE objects SET status = 'done' WHERE id <= 100 AND status = 'pending'", []).unwrap();
     c.connection().execute("UPDATE objects SET status = 'failed', retryable = 1 WHERE id = 150", []).unwrap();
-    for q in super::work::todo_queries() {
+    for q in super::work::todo_queries().into_iter().chain([super::report::export_todo_query()]) {
         let mut stmt = c.connection().prepare(&format!("EXPLAIN QUERY PLAN {q}")).unwrap();
         let args = rusqlite::params_from_iter(std::iter::repeat_n(1, stmt.parameter_count()));
         let plan: Vec<String> = stmt.query_map(args, |r| r.get(3)).unwrap().map(Result::unwrap).collect();

@@ -12,7 +12,7 @@ use super::schema::TODO_WHERE;
 /// multi-index OR over `objects_by_status` and a temporary B-tree that sorts *every* row
 /// still to do, for each page: 0.22 s per 1,000-row page with 1 M rows to do, where the
 /// partial index, already in id order, reads just the page (well under 1 ms).
-const TODO_INDEX: &str = "INDEXED BY objects_todo";
+pub(super) const TODO_INDEX: &str = "INDEXED BY objects_todo";
 
 /// The queries on the rows still to do (kept here so a test can check their plans).
 pub(super) fn todo_queries() -> [String; 4] {

@@ -942,9 +942,10 @@ async fn the_window_shrinks_while_every_slot_is_busy() {
         window_excess: Default::default(),
         fidelity: Default::default(),
         part_size: None,
-        writer: std::sync::mpsc::channel().0,
+        writer: crate::exec::writer::WriterSender::detached(),
     });
-    // 200 objects/s × 5 ms × 1.5 = 1.5 slots: Little's law wants the smallest window.
+    // 200 objects/s × 5 ms × 1.5 = 1.5 slots: Little's law wants the smallest window (the
+    // workers send far more than 200/s, so the quota is what binds).
     counters.latency_us.store(5_000, Relaxed);
     let in_flight = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
@@ -957,6 +958,7 @@ async fn the_window_shrinks_while_every_slot_is_busy() {
             while running.load(Relaxed) {
                 let slot = ctx.window.acquire().await.unwrap();
                 peak.fetch_max(in_flight.fetch_add(1, Relaxed) + 1, Relaxed);
+                ctx.counters.requests.fetch_add(1, Relaxed);
                 tokio::time::sleep(Duration::from_millis(1)).await;
                 in_flight.fetch_sub(1, Relaxed);
                 // As a task gives its slot back after a request.
@@ -984,4 +986,32 @@ async fn the_window_shrinks_while_every_slot_is_busy() {
     controller.abort();
     assert_eq!(counters.window.load(Relaxed), 30);
     assert_eq!((ctx.window.available_permits(), ctx.window_excess.load(Relaxed)), (30, 0));
+}
+
+/// 15. Told a quota far above what the client can drive (`--kms-rps 100000`), the default
+///     window must follow what it does drive, not the quota. The fake serves 32 requests at
+///     once for 20 ms each: at most 1,600 requests/s, which 32 slots reach. Little's law on
+///     the quota (100,000/s × a latency that grows with the queue) opened all 4,096.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_window_follows_what_the_client_drives_not_a_far_higher_quota() {
+    let n = 4000;
+    let objs = mixed(n);
+    let servers = 32;
+    let (_dir, path, store) =
+        setup(&objs, FakeBehaviour { latency: Duration::from_millis(20), servers, ..Default::default() });
+    let cfg = config(&path);
+    assert_eq!((cfg.kms_rps, cfg.concurrency), (100_000.0, None));
+
+    let started = std::time::Instant::now();
+    let report = run_once(&store, cfg).await;
+    let s = &report.last;
+    eprintln!(
+        "capped client: {n} objects in {:.2} s, window {} for {servers} servers",
+        started.elapsed().as_secs_f64(),
+        s.window
+    );
+    assert_eq!((report.stop, s.done), (None, n as u64));
+    // 32 slots drive the cap; one doubling past it may stand while it is measured.
+    assert!(s.window >= servers as u64 / 2, "window {} shrank below what drives the cap", s.window);
+    assert!(s.window <= 4 * servers as u64, "window {} for {servers} requests in service", s.window);
 }
