@@ -458,8 +458,7 @@ async fn submit(
     jobs: &mut [Written],
 ) -> Result<Vec<(String, String)>> {
     let client = crate::s3::build_client(s3).await?;
-    let control =
-        crate::s3::build_control_client(region, args.s3control_endpoint_url.as_deref(), s3.allow_http).await?;
+    let control = crate::s3::build_control_client(s3, region, args.s3control_endpoint_url.as_deref()).await?;
     let mut ids = Vec::new();
     for job in jobs.iter_mut() {
         let body = aws_sdk_s3::primitives::ByteStream::from_path(&job.csv)

@@ -56,10 +56,7 @@ impl S3Settings {
         for var in ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"] {
             if let Ok(url) = std::env::var(var) {
                 if !url.is_empty() {
-                    return Some((
-                        url,
-                        if var == "AWS_ENDPOINT_URL" { "AWS_ENDPOINT_URL" } else { "AWS_ENDPOINT_URL_S3" },
-                    ));
+                    return Some((url, var));
                 }
             }
         }
@@ -194,23 +191,20 @@ mod tests {
 /// `endpoint_url`, when given, is used exactly as it is: S3 Control's endpoint rules would
 /// otherwise put the account id in front of its host (`ACCOUNT.host`), which a VPC
 /// endpoint or a local stub does not answer to.
+///
+/// `s` gives the timeouts and `--allow-http`, as for the S3 client beside it.
 pub async fn build_control_client(
+    s: &S3Settings,
     region: &str,
     endpoint_url: Option<&str>,
-    allow_http: bool,
 ) -> Result<aws_sdk_s3control::Client, EndpointError> {
     if let Some(url) = endpoint_url {
-        check_endpoint(url, "--s3control-endpoint-url", allow_http)?;
+        check_endpoint(url, "--s3control-endpoint-url", s.allow_http)?;
     }
     let shared = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(region.to_string()))
         .retry_config(RetryConfig::disabled())
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(10))
-                .read_timeout(Duration::from_secs(60))
-                .build(),
-        )
+        .timeout_config(s.timeouts())
         .load()
         .await;
     let mut conf = aws_sdk_s3control::config::Builder::from(&shared);
