@@ -2,6 +2,7 @@
 //!
 //! * [`settings`]: the options of `estimate` and `plan`, from flags and job files.
 //! * [`plan_cmd`]: `estimate` and `plan`.
+//! * [`job`]: `estimate` and `plan` of a job file listing several inventories.
 //! * [`run_cmd`]: `run` and `status`.
 //! * [`preflight_cmd`]: the checks before the first object, alone or as part of `run`.
 //! * [`verify_cmd`]: `verify`, HEAD the done objects and record a verdict.
@@ -13,6 +14,7 @@
 pub mod batch_ops;
 pub mod connect;
 pub mod demo;
+pub mod job;
 pub mod logging;
 pub mod output;
 pub mod plan_cmd;

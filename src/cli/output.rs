@@ -2,6 +2,7 @@
 //! lines for spreadsheets.
 
 use super::settings::Format;
+use crate::plan::job::JobEstimate;
 use crate::plan::{Estimate, ShardedPlan};
 use crate::units::{human_bytes, human_duration, thousands};
 use std::fmt::Write;
@@ -276,3 +277,154 @@ pub fn render_sharded(p: &ShardedPlan, format: Format) -> String {
 
 const KMS_QUOTA_NOTE: &str = "the KMS quota is per account and region: shards in one account share it, so sharding \
      adds S3-side headroom (each machine its own S3 request rate and connections), not KMS headroom";
+
+/// A job of several inventories: each entry at its share of its region's quota, then the
+/// sums by bucket, by region and in all. JSON: one `rekey.job-estimate/1` object; CSV: the
+/// single-plan lines with leading `entry`, `bucket` and `region` columns (`all` for the
+/// job's totals) and a `kms_share` line per entry.
+pub fn render_job(j: &JobEstimate, format: Format) -> String {
+    match format {
+        Format::Json => {
+            let mut s = serde_json::to_string_pretty(j).expect("an estimate always serialises");
+            s.push('\n');
+            s
+        }
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(Vec::new());
+            let mut header = vec!["entry", "bucket", "region"];
+            header.extend(CSV_HEADER);
+            let _ = w.write_record(&header);
+            for x in &j.entries {
+                let lead = [x.name.as_str(), x.bucket.as_str(), x.region.as_str()];
+                let a = &x.estimate.assumptions;
+                let share = format!("{}", a.kms_share);
+                let unit = format!("of the {} KMS quota ({} rps)", x.region, a.kms_quota_rps);
+                let planned = x.estimate.objects.planned.to_string();
+                let line = ["kms_share", "", "", planned.as_str(), share.as_str(), unit.as_str(), ""];
+                let _ = w.write_record(lead.iter().copied().chain(line));
+                for r in csv_rows(&x.estimate) {
+                    let _ = w.write_record(lead.iter().copied().chain(r.iter().map(String::as_str)));
+                }
+            }
+            let t = &j.total;
+            let planned = t.objects_planned.to_string();
+            for (line, usd) in [
+                ("total", t.cost_usd),
+                ("alternative_copy_only", t.copy_only_usd),
+                ("alternative_batch_operations", t.batch_operations_usd),
+            ] {
+                let usd = format!("{usd}");
+                let _ = w.write_record(["all", "", "", line, "", "", planned.as_str(), "", "", usd.as_str()]);
+            }
+            String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+        }
+        Format::Table => job_table(j),
+    }
+}
+
+fn job_table(j: &JobEstimate) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "rekey estimate for job {}: {} inventories, {} buckets, {} regions",
+        j.job_file,
+        j.entries.len(),
+        j.by_bucket.len(),
+        j.by_region.len()
+    );
+    let _ = writeln!(o);
+    let _ = writeln!(o, "Inventories (each its own checkpoint, at its share of its region's KMS quota):");
+    let _ = writeln!(
+        o,
+        "  {:<20} {:<24} {:<14} {:>12} {:>11} {:>10} {:>12} {:>12} {:>10} {:>16}  state file",
+        "name", "bucket", "region", "objects", "bytes", "skipped", "KMS requests", "cost", "KMS share", "duration"
+    );
+    for x in &j.entries {
+        let e = &x.estimate;
+        let _ = writeln!(
+            o,
+            "  {:<20} {:<24} {:<14} {:>12} {:>11} {:>10} {:>12} {:>12} {:>10} {:>16}  {}",
+            x.name,
+            x.bucket,
+            x.region,
+            thousands(e.objects.planned),
+            human_bytes(e.objects.planned_bytes),
+            thousands(e.objects.skipped_total),
+            thousands(e.requests.kms),
+            money(e.cost_usd.total),
+            format!("{:.4}", e.assumptions.kms_share),
+            format!("{} ({})", human_duration(e.duration_seconds), e.duration_bound_by.to_uppercase()),
+            if x.state_files.is_empty() { "-".to_string() } else { x.state_files.join(", ") },
+        );
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(o, "By bucket:");
+    let _ = writeln!(
+        o,
+        "  {:<24} {:<14} {:>8} {:>12} {:>11} {:>12} {:>12} {:>16}",
+        "bucket", "region", "entries", "objects", "bytes", "KMS requests", "cost", "duration"
+    );
+    for b in &j.by_bucket {
+        let s = &b.sums;
+        let _ = writeln!(
+            o,
+            "  {:<24} {:<14} {:>8} {:>12} {:>11} {:>12} {:>12} {:>16}",
+            b.bucket,
+            b.region,
+            s.entries.len(),
+            thousands(s.objects_planned),
+            human_bytes(s.planned_bytes),
+            thousands(s.kms_requests),
+            money(s.cost_usd),
+            format!("{} ({})", human_duration(s.duration_seconds), s.duration_bound_by.to_uppercase()),
+        );
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(o, "By region (the KMS quota is per account and region: a region's entries share it):");
+    let _ = writeln!(
+        o,
+        "  {:<14} {:>10} {:>7} {:>9} {:>8} {:>12} {:>12} {:>12} {:>16}",
+        "region", "quota", "share", "KMS rps", "entries", "objects", "KMS requests", "cost", "duration"
+    );
+    for r in &j.by_region {
+        let s = &r.sums;
+        let _ = writeln!(
+            o,
+            "  {:<14} {:>10} {:>7} {:>9} {:>8} {:>12} {:>12} {:>12} {:>16}",
+            r.region,
+            thousands(r.kms_quota_rps as u64),
+            r.kms_share,
+            thousands(r.kms_rps as u64),
+            s.entries.len(),
+            thousands(s.objects_planned),
+            thousands(s.kms_requests),
+            money(s.cost_usd),
+            format!("{} ({})", human_duration(s.duration_seconds), s.duration_bound_by.to_uppercase()),
+        );
+    }
+    let t = &j.total;
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "Job: {} objects, {} planned ({} skipped); {} S3 requests, {} KMS requests",
+        thousands(t.objects_planned),
+        human_bytes(t.planned_bytes),
+        thousands(t.objects_skipped),
+        thousands(t.s3_requests),
+        thousands(t.kms_requests)
+    );
+    let _ = writeln!(
+        o,
+        "  cost {} (copy only {}; via S3 Batch Operations {}); duration {} (the slowest region, {}-bound)",
+        money(t.cost_usd),
+        money(t.copy_only_usd),
+        money(t.batch_operations_usd),
+        human_duration(t.duration_seconds),
+        t.duration_bound_by.to_uppercase()
+    );
+    for n in &j.notes {
+        let _ = writeln!(o, "  - {n}");
+    }
+    let _ = writeln!(o, "  (every entry's full estimate: --format json)");
+    o
+}

@@ -1,13 +1,17 @@
 //! `rekey estimate` and `rekey plan`.
+//!
+//! One inventory is planned by [`plan_entry`] into one checkpoint, or one per shard; a job
+//! file listing several inventories goes to [`super::job`], which plans each entry the
+//! same way and then divides the KMS quota between them.
 
 use super::output::{render, render_sharded};
-use super::settings::{resolve, KeyArn, PlanSettings};
+use super::settings::{resolve, KeyArn, PlanSettings, Resolved};
 use super::PlanArgs;
 use crate::inventory::BlobStore;
 use crate::plan::shard::shard_path;
-use crate::plan::{build_sharded_plan, Estimate};
+use crate::plan::{build_sharded_plan, Estimate, ShardedPlan};
 use crate::s3::{build_client, build_kms_client, S3Blobs, S3Settings};
-use crate::store::{PlanWriter, RunRecord, DEFAULT_CACHE_KIB};
+use crate::store::{PlanWriter, RunRecord, SealedPlan, DEFAULT_CACHE_KIB};
 use crate::units::thousands;
 use anyhow::{bail, Context, Result};
 use std::io::Write;
@@ -20,26 +24,99 @@ pub enum Mode {
     Plan,
 }
 
-pub fn run(args: PlanArgs, mode: Mode, runtime: &tokio::runtime::Runtime) -> Result<Estimate> {
+pub fn run(args: PlanArgs, mode: Mode, runtime: &tokio::runtime::Runtime) -> Result<()> {
+    let file = args.job.as_deref().map(PlanSettings::from_job_file).transpose()?;
+    if let Some(file) = file.filter(|f| f.inventories.is_some()) {
+        return super::job::run(&args, file, mode, runtime);
+    }
     let settings = match &args.job {
         Some(path) => args.settings.clone().over(PlanSettings::from_job_file(path)?),
         None => args.settings.clone(),
     };
+    if settings.name.is_some() {
+        bail!("`name` names one `[[inventories]]` entry of a job file; at the top level it means nothing");
+    }
     let r = resolve(&settings)?;
-    let blobs = if r.plan.inventory.starts_with("s3://") {
-        let s3 = S3Settings {
-            region: Some(r.plan.region.clone()),
-            endpoint_url: r.endpoint_url.clone(),
-            virtual_host: r.virtual_host,
-            allow_http: r.allow_http,
-            request_timeout: None,
-        };
-        Some(S3Blobs::new(runtime.block_on(build_client(&s3))?, runtime.handle().clone()))
-    } else {
-        None
-    };
-    let blobs = blobs.as_ref().map(|b| b as &dyn BlobStore);
     let started = Instant::now();
+    let mut entry = plan_entry(&r, mode, runtime)?;
+    let sealed = entry.seal(&settings)?;
+    let mut written = Vec::new();
+    for (target, s) in sealed {
+        let objects = s.install().with_context(|| format!("writing {}", target.display()))?;
+        written.push((target, objects));
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let mut out = std::io::stdout().lock();
+    let text = if r.shards > 1 { render_sharded(&entry.plan, r.format) } else { render(&entry.plan.total, r.format) };
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    // Progress notes go to stderr, so stdout stays exactly one document.
+    let rate = if secs > 0.0 { (entry.rows as f64 / secs) as u64 } else { 0 };
+    if written.is_empty() {
+        eprintln!("rekey: read {} rows in {secs:.1}s ({} rows/s)", thousands(entry.rows), thousands(rate));
+    }
+    match written.as_slice() {
+        [] => {}
+        [(state, objects)] => eprintln!(
+            "rekey: planned {} rows in {secs:.1}s ({} rows/s); checkpoint {} holds {} objects",
+            thousands(entry.rows),
+            thousands(rate),
+            state.display(),
+            thousands(*objects)
+        ),
+        shards => {
+            eprintln!(
+                "rekey: planned {} rows in {secs:.1}s ({} rows/s) into {} shards:",
+                thousands(entry.rows),
+                thousands(rate),
+                shards.len()
+            );
+            for (state, objects) in shards {
+                eprintln!("  checkpoint {} holds {} objects", state.display(), thousands(*objects));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One inventory, planned: its estimates, and (for `plan`) its checkpoints written but not
+/// yet sealed or moved into place.
+pub struct PlannedEntry {
+    pub plan: ShardedPlan,
+    /// Rows read.
+    pub rows: u64,
+    /// The KMS key ARN the checkpoints record (`plan` only).
+    pub key_arn: Option<String>,
+    /// One per shard (one for an unsharded plan); empty for `estimate`.
+    pub targets: Vec<PathBuf>,
+    writers: Vec<PlanWriter>,
+}
+
+/// The S3 settings for reading an inventory or resolving a key in `r`'s region.
+fn s3_settings(r: &Resolved) -> S3Settings {
+    S3Settings {
+        region: Some(r.plan.region.clone()),
+        endpoint_url: r.endpoint_url.clone(),
+        virtual_host: r.virtual_host,
+        allow_http: r.allow_http,
+        request_timeout: None,
+    }
+}
+
+/// An S3 reader for `r`'s inventory when it is on S3.
+pub fn inventory_blobs(r: &Resolved, runtime: &tokio::runtime::Runtime) -> Result<Option<S3Blobs>> {
+    if !r.plan.inventory.starts_with("s3://") {
+        return Ok(None);
+    }
+    let client = runtime.block_on(build_client(&s3_settings(r)))?;
+    Ok(Some(S3Blobs::new(client, runtime.handle().clone())))
+}
+
+/// Read, classify and cost one inventory; for `plan`, write its rows into new checkpoints
+/// (one per shard) that [`PlannedEntry::seal`] completes.
+pub fn plan_entry(r: &Resolved, mode: Mode, runtime: &tokio::runtime::Runtime) -> Result<PlannedEntry> {
+    let blobs = inventory_blobs(r, runtime)?;
+    let blobs = blobs.as_ref().map(|b| b as &dyn BlobStore);
     let key_arn = match mode {
         Mode::Estimate => None,
         Mode::Plan => {
@@ -55,14 +132,7 @@ pub fn run(args: PlanArgs, mode: Mode, runtime: &tokio::runtime::Runtime) -> Res
             Some(if KeyArn::parse(key).is_ok() {
                 key.clone()
             } else {
-                let s3 = S3Settings {
-                    region: Some(r.plan.region.clone()),
-                    endpoint_url: r.endpoint_url.clone(),
-                    virtual_host: r.virtual_host,
-                    allow_http: r.allow_http,
-                    request_timeout: None,
-                };
-                runtime.block_on(resolve_key(&s3, key))?
+                runtime.block_on(resolve_key(&s3_settings(r), key))?
             })
         }
     };
@@ -77,75 +147,57 @@ pub fn run(args: PlanArgs, mode: Mode, runtime: &tokio::runtime::Runtime) -> Res
     for t in &targets {
         writers.push(PlanWriter::create_with_cache(t, r.replace, (DEFAULT_CACHE_KIB / n).max(4096))?);
     }
-    let (mut plan, stats) = if writers.is_empty() {
+    let (plan, stats) = if writers.is_empty() {
         build_sharded_plan(&r.plan, blobs, n, None)?
     } else {
         build_sharded_plan(&r.plan, blobs, n, Some(&mut |shard, batch| writers[shard].insert(batch)))?
     };
-    let mut written = Vec::new();
-    if let Some(key_arn) = key_arn {
-        // Every shard is sealed before any is moved into place: a failure leaves none.
+    Ok(PlannedEntry { plan, rows: stats.rows, key_arn, targets, writers })
+}
+
+impl PlannedEntry {
+    /// Record the run in every checkpoint and seal it beside its target, each with its
+    /// estimate (and its shard's share of the quota). Nothing is moved into place: the
+    /// caller installs them all once all are sealed, so a failure leaves none behind.
+    pub fn seal(&mut self, settings: &PlanSettings) -> Result<Vec<(PathBuf, SealedPlan)>> {
+        let Some(key_arn) = self.key_arn.clone() else { return Ok(Vec::new()) };
+        let runs = self.run_records(settings, &key_arn)?;
+        let mut sealed = Vec::with_capacity(self.writers.len());
+        for ((writer, run), target) in std::mem::take(&mut self.writers).into_iter().zip(runs).zip(&self.targets) {
+            sealed.push((target.clone(), writer.seal(&run).with_context(|| format!("writing {}", target.display()))?));
+        }
+        Ok(sealed)
+    }
+
+    /// The `run` row of each checkpoint, from the estimates as they stand.
+    pub fn run_records(&mut self, settings: &PlanSettings, key_arn: &str) -> Result<Vec<RunRecord>> {
+        let n = self.targets.len();
+        let sharded = !self.plan.shards.is_empty();
         let estimates: Vec<&mut Estimate> =
-            if n > 1 { plan.shards.iter_mut().collect() } else { vec![&mut plan.total] };
-        let mut sealed = Vec::with_capacity(writers.len());
-        for ((writer, e), target) in writers.into_iter().zip(estimates).zip(&targets) {
+            if sharded { self.plan.shards.iter_mut().collect() } else { vec![&mut self.plan.total] };
+        let mut runs = Vec::with_capacity(n);
+        for (e, target) in estimates.into_iter().zip(&self.targets) {
             if let Some(s) = e.shard.as_mut() {
                 s.state_file = Some(target.display().to_string());
             }
-            // Each shard's checkpoint paces its run at its share of the quota.
+            // Each checkpoint paces its run at its share of the quota.
             let mut options = settings.clone();
-            if n > 1 {
-                options.kms_share = Some(e.assumptions.kms_share);
-                options.shards = Some(n);
+            options.kms_share = Some(e.assumptions.kms_share);
+            if sharded {
+                options.shards = Some(n as u32);
             }
-            let run = RunRecord {
-                inventory_source: r.plan.inventory.clone(),
+            runs.push(RunRecord {
+                inventory_source: e.inventory.source.clone(),
                 inventory_created: e.inventory.created.clone(),
                 source_bucket: e.inventory.source_bucket.clone(),
-                kms_key_arn: Some(key_arn.clone()),
+                kms_key_arn: Some(key_arn.to_string()),
                 options_json: serde_json::to_string(&options)?,
-                prices_json: serde_json::to_string(&r.plan.prices)?,
+                prices_json: serde_json::to_string(&e.assumptions.prices)?,
                 estimate_json: serde_json::to_string(&*e)?,
-            };
-            sealed.push(writer.seal(&run).with_context(|| format!("writing {}", target.display()))?);
+            });
         }
-        for (s, target) in sealed.into_iter().zip(&targets) {
-            let objects = s.install().with_context(|| format!("writing {}", target.display()))?;
-            written.push((target.clone(), objects));
-        }
+        Ok(runs)
     }
-    let secs = started.elapsed().as_secs_f64();
-    let mut out = std::io::stdout().lock();
-    let text = if n > 1 { render_sharded(&plan, r.format) } else { render(&plan.total, r.format) };
-    out.write_all(text.as_bytes())?;
-    out.flush()?;
-    // Progress notes go to stderr, so stdout stays exactly one document.
-    let rate = if secs > 0.0 { (stats.rows as f64 / secs) as u64 } else { 0 };
-    if written.is_empty() {
-        eprintln!("rekey: read {} rows in {secs:.1}s ({} rows/s)", thousands(stats.rows), thousands(rate));
-    }
-    match written.as_slice() {
-        [] => {}
-        [(state, objects)] => eprintln!(
-            "rekey: planned {} rows in {secs:.1}s ({} rows/s); checkpoint {} holds {} objects",
-            thousands(stats.rows),
-            thousands(rate),
-            state.display(),
-            thousands(*objects)
-        ),
-        shards => {
-            eprintln!(
-                "rekey: planned {} rows in {secs:.1}s ({} rows/s) into {} shards:",
-                thousands(stats.rows),
-                thousands(rate),
-                shards.len()
-            );
-            for (state, objects) in shards {
-                eprintln!("  checkpoint {} holds {} objects", state.display(), thousands(*objects));
-            }
-        }
-    }
-    Ok(plan.total)
 }
 
 /// The ARN of the key an alias or key id names, via kms:DescribeKey.

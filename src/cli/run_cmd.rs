@@ -312,6 +312,13 @@ pub(super) fn likely_cause(code: &str) -> &'static str {
 /// One checkpoint as `rekey status` shows it.
 struct FileStatus {
     path: PathBuf,
+    /// Where the plan applies: its source bucket (`-` when the inventory did not say), its
+    /// region, and its share of that region's KMS quota (a job of several inventories
+    /// divides it, and so does `--shards`).
+    bucket: String,
+    region: String,
+    kms_quota_rps: f64,
+    kms_share: f64,
     counts: crate::store::StatusCounts,
     todo: crate::store::TodoTotals,
     verdicts: BTreeMap<String, u64>,
@@ -334,6 +341,9 @@ impl FileStatus {
 
     fn load(path: &Path) -> Result<FileStatus> {
         let cp = Checkpoint::open(path)?;
+        let run = cp.run()?;
+        let estimate: serde_json::Value = serde_json::from_str(&run.estimate_json).unwrap_or_default();
+        let a = &estimate["assumptions"];
         let counts = cp.counts()?;
         let todo = cp.todo_totals()?;
         let verdicts = cp.verdict_counts()?;
@@ -341,7 +351,18 @@ impl FileStatus {
         // A snapshot from a process that is gone is history, not a running job.
         let live = progress.as_ref().is_some_and(|p| p.state == "running" || p.state == "stopping")
             && progress.as_ref().is_some_and(|p| pid_alive(p.pid));
-        Ok(FileStatus { path: path.to_path_buf(), counts, todo, verdicts, progress, live })
+        Ok(FileStatus {
+            path: path.to_path_buf(),
+            bucket: run.source_bucket.unwrap_or_else(|| "-".into()),
+            region: a["region"].as_str().unwrap_or("-").to_string(),
+            kms_quota_rps: a["kms_quota_rps"].as_f64().unwrap_or(0.0),
+            kms_share: a["kms_share"].as_f64().unwrap_or(0.0),
+            counts,
+            todo,
+            verdicts,
+            progress,
+            live,
+        })
     }
 
     /// The `rekey.status/1` document of one checkpoint.
@@ -349,6 +370,9 @@ impl FileStatus {
         serde_json::json!({
             "schema": "rekey.status/1",
             "state_file": self.path.display().to_string(),
+            "bucket": self.bucket,
+            "region": self.region,
+            "kms_share": self.kms_share,
             "running": self.live,
             "by_status": self.counts.by_status,
             "by_method": self.counts.by_method,
@@ -410,6 +434,10 @@ pub fn status(args: StatusArgs) -> Result<()> {
     }
     let mut sum = FileStatus {
         path: PathBuf::new(),
+        bucket: String::new(),
+        region: String::new(),
+        kms_quota_rps: 0.0,
+        kms_share: 0.0,
         counts: Default::default(),
         todo: Default::default(),
         verdicts: BTreeMap::new(),
@@ -432,6 +460,8 @@ pub fn status(args: StatusArgs) -> Result<()> {
     let (kms_rate, s3_rate, objects_per_sec) = (rate(|p| p.kms_rate), rate(|p| p.s3_rate), rate(|p| p.objects_per_sec));
     let throttles: u64 = live.iter().map(|p| p.throttles_kms + p.throttles_s3).sum();
     let eta = live.iter().filter_map(|p| p.eta_secs).fold(None, |m: Option<f64>, e| Some(m.map_or(e, |m| m.max(e))));
+    let by_bucket = Group::by(&files, |f| format!("{}\t{}", f.bucket, f.region));
+    let by_region = Group::by(&files, |f| f.region.clone());
     match args.format {
         StatusFormat::Json => {
             let doc = serde_json::json!({
@@ -443,6 +473,20 @@ pub fn status(args: StatusArgs) -> Result<()> {
                 "by_skip_reason": sum.counts.by_skip_reason,
                 "to_do": { "objects": sum.todo.objects, "bytes": sum.todo.bytes },
                 "by_verify_verdict": sum.verdicts,
+                "by_bucket": by_bucket.iter().map(|(k, g)| {
+                    let (bucket, region) = k.split_once('\t').unwrap_or((k, ""));
+                    let mut doc = g.json();
+                    doc["bucket"] = bucket.into();
+                    doc["region"] = region.into();
+                    doc
+                }).collect::<Vec<_>>(),
+                "by_region": by_region.iter().map(|(region, g)| {
+                    let mut doc = g.json();
+                    doc["region"] = region.as_str().into();
+                    doc["kms_quota_rps"] = g.kms_quota_rps.into();
+                    doc["kms_share"] = ((g.kms_share * 1e9).round() / 1e9).into();
+                    doc
+                }).collect::<Vec<_>>(),
                 "live": {
                     "kms_rate": kms_rate,
                     "s3_rate": s3_rate,
@@ -470,6 +514,33 @@ pub fn status(args: StatusArgs) -> Result<()> {
                 thousands(throttles),
                 eta.map(|e| format!(", ETA {}", human_duration(e))).unwrap_or_default()
             ));
+            // A job of several buckets or regions: where the work is, and each region's
+            // rate against its quota (the quota is per account and region).
+            if by_bucket.len() > 1 || by_region.len() > 1 {
+                out.push_str(&format!(
+                    "by bucket\n  {:<24} {:<14} {:>6} {:>12} {:>12} {:>10} {:>12} {:>10}\n",
+                    "bucket", "region", "files", "done", "to do", "failed", "objects/s", "ETA"
+                ));
+                for (k, g) in &by_bucket {
+                    let (bucket, region) = k.split_once('\t').unwrap_or((k, ""));
+                    out.push_str(&format!("  {bucket:<24} {region:<14} {}\n", g.columns()));
+                }
+                out.push_str(&format!(
+                    "by region\n  {:<24} {:<14} {:>6} {:>12} {:>12} {:>10} {:>12} {:>10}  KMS rate / quota x share\n",
+                    "region", "", "files", "done", "to do", "failed", "objects/s", "ETA"
+                ));
+                for (region, g) in &by_region {
+                    out.push_str(&format!(
+                        "  {region:<24} {:<14} {}  {} / {} rps ({} x {:.4})\n",
+                        "",
+                        g.columns(),
+                        thousands(g.kms_rate.round() as u64),
+                        thousands((g.kms_quota_rps * g.kms_share).round() as u64),
+                        thousands(g.kms_quota_rps as u64),
+                        g.kms_share
+                    ));
+                }
+            }
             for f in &files {
                 out.push_str(&format!("{}: {} to do\n", f.path.display(), thousands(f.todo.objects)));
                 f.run_lines(&mut out, "  ");
@@ -478,6 +549,66 @@ pub fn status(args: StatusArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Several checkpoints of one bucket or region, summed.
+#[derive(Default)]
+struct Group {
+    files: usize,
+    done: u64,
+    failed: u64,
+    todo: u64,
+    /// The live runs' rates added up, and the slowest one's ETA.
+    kms_rate: f64,
+    objects_per_sec: f64,
+    eta: Option<f64>,
+    kms_quota_rps: f64,
+    kms_share: f64,
+}
+
+impl Group {
+    fn by(files: &[FileStatus], key: impl Fn(&FileStatus) -> String) -> BTreeMap<String, Group> {
+        let mut groups: BTreeMap<String, Group> = BTreeMap::new();
+        for f in files {
+            let g = groups.entry(key(f)).or_default();
+            g.files += 1;
+            g.done += f.counts.by_status.get("done").copied().unwrap_or(0);
+            g.failed += f.counts.by_status.get("failed").copied().unwrap_or(0);
+            g.todo += f.todo.objects;
+            g.kms_quota_rps = g.kms_quota_rps.max(f.kms_quota_rps);
+            g.kms_share += f.kms_share;
+            if let Some(p) = f.progress.as_ref().filter(|_| f.live) {
+                g.kms_rate += p.kms_rate;
+                g.objects_per_sec += p.objects_per_sec;
+                g.eta = p.eta_secs.map(|e| g.eta.map_or(e, |m: f64| m.max(e))).or(g.eta);
+            }
+        }
+        groups
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "files": self.files,
+            "done": self.done,
+            "failed": self.failed,
+            "to_do": self.todo,
+            "kms_rate": self.kms_rate,
+            "objects_per_sec": self.objects_per_sec,
+            "eta_secs": self.eta,
+        })
+    }
+
+    fn columns(&self) -> String {
+        format!(
+            "{:>6} {:>12} {:>12} {:>10} {:>12.0} {:>10}",
+            self.files,
+            thousands(self.done),
+            thousands(self.todo),
+            thousands(self.failed),
+            self.objects_per_sec,
+            self.eta.map(human_duration).unwrap_or_else(|| "-".into())
+        )
+    }
 }
 
 fn status_one(f: &FileStatus, format: StatusFormat) -> Result<()> {

@@ -121,6 +121,17 @@ pub struct PlanSettings {
     /// machine, each paced at --kms-share / N (plan writes STATE's stem.shard-I-of-N.ext).
     #[arg(long, value_name = "N")]
     pub shards: Option<u32>,
+    /// Job files only: the name of one `[[inventories]]` entry, which names its checkpoint
+    /// (default: the inventory's source bucket).
+    #[arg(skip)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Job files only: several inventories (buckets, regions, keys) in one job, each an
+    /// `[[inventories]]` table taking any of the keys above; the top-level keys are their
+    /// defaults. See [`super::job`].
+    #[arg(skip)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inventories: Option<Vec<PlanSettings>>,
 }
 
 impl PlanSettings {
@@ -130,23 +141,31 @@ impl PlanSettings {
         let mut s: PlanSettings = toml::from_str(&text)
             .map_err(|e| anyhow::anyhow!("job file {}: {}", path.display(), e.to_string().replace('\n', " ")))?;
         let base = path.parent().unwrap_or(Path::new(""));
+        s.rebase(base);
+        for entry in s.inventories.iter_mut().flatten() {
+            entry.rebase(base);
+        }
+        Ok(s)
+    }
+
+    /// Make the relative paths relative to `base`, the job file's directory.
+    fn rebase(&mut self, base: &Path) {
         let rebase = |p: &mut PathBuf| {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
         };
-        if let Some(p) = s.prices.as_mut() {
+        if let Some(p) = self.prices.as_mut() {
             rebase(p);
         }
-        if let Some(p) = s.state.as_mut() {
+        if let Some(p) = self.state.as_mut() {
             rebase(p);
         }
-        if let Some(inv) = s.inventory.as_mut() {
+        if let Some(inv) = self.inventory.as_mut() {
             if !inv.starts_with("s3://") && Path::new(inv).is_relative() {
                 *inv = base.join(&*inv).display().to_string();
             }
         }
-        Ok(s)
     }
 
     /// Flags over the file: each field set on the command line wins.
@@ -182,6 +201,8 @@ impl PlanSettings {
             state,
             replace,
             shards,
+            name,
+            inventories,
         )
     }
 }

@@ -104,6 +104,10 @@ pub struct Estimate {
     /// Set on each shard's estimate of a sharded plan (`--shards N`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shard: Option<ShardInfo>,
+    /// The planned objects' summed cost, unrounded: [`Estimate::repace`] re-derives the
+    /// duration from it.
+    #[serde(skip)]
+    pub planned_cost: ObjectCost,
 }
 
 /// Which shard an estimate is for, and the KMS share it assumes.
@@ -317,6 +321,7 @@ impl Estimate {
             ongoing_usd_per_month: ongoing,
             breakdown,
             shard: None,
+            planned_cost: c,
             assumptions: Assumptions {
                 region: i.region,
                 kms_quota_rps: i.pace.kms_quota.rps,
@@ -339,11 +344,28 @@ impl Estimate {
 }
 
 impl Estimate {
-    /// Mark this as shard `index` (1-based) of `count`, costed at `kms_share_total` / count.
+    /// Re-cost the duration at another pace: a job of several inventories divides each
+    /// region's KMS share among its entries once every entry is planned and its KMS
+    /// requests are known.
+    pub fn repace(&mut self, pace: Pace) {
+        let (duration, bound) = pace.duration(&self.planned_cost);
+        self.duration_seconds = (duration * 10.0).round() / 10.0;
+        self.duration_bound_by = bound;
+        let a = &mut self.assumptions;
+        a.kms_quota_rps = pace.kms_quota.rps;
+        a.kms_quota_source = pace.kms_quota.source;
+        a.kms_share = pace.kms_share;
+        a.kms_rps = pace.kms_rps();
+        a.s3_rps = pace.s3_rps;
+    }
+
+    /// Mark this as shard `index` (1-based) of `count`, costed at `kms_share_total` / count
+    /// (again, after [`Estimate::repace`]: the note is replaced, not repeated).
     pub fn set_shard(&mut self, index: usize, count: u32, kms_share_total: f64) {
         let share = self.assumptions.kms_share;
+        self.assumptions.notes.retain(|n| !n.starts_with(SHARD_NOTE));
         self.assumptions.notes.push(format!(
-            "shard {index} of {count}: runs on its own machine with --kms-share {kms_share_total} / {count} = {share}; \
+            "{SHARD_NOTE}{index} of {count}: runs on its own machine with --kms-share {kms_share_total} / {count} = {share}; \
              the KMS quota is per account and region, so the shards share it"
         ));
         self.shard = Some(ShardInfo {
@@ -356,6 +378,9 @@ impl Estimate {
         });
     }
 }
+
+/// How a shard's note begins.
+const SHARD_NOTE: &str = "shard ";
 
 /// Properties of the totals: the sum of the per-object costs, and never lowered by one
 /// more object.

@@ -9,6 +9,7 @@
 pub mod classify;
 pub mod cost;
 pub mod estimate;
+pub mod job;
 pub mod prices;
 pub mod shard;
 

@@ -194,6 +194,27 @@ pub struct SealedPlan {
 }
 
 impl SealedPlan {
+    /// Rewrite the sealed plan's options and estimate: a job of several inventories
+    /// learns each entry's share of the KMS quota only once every entry is planned.
+    pub fn update_run(&self, options_json: &str, estimate_json: &str) -> Result<(), StoreError> {
+        let tmp = self.tmp.as_ref().expect("not installed yet");
+        let conn = Connection::open(tmp).map_err(sql(tmp))?;
+        let updated = conn
+            .execute(
+                "UPDATE run SET options_json = ?1, estimate_json = ?2 WHERE id = 1",
+                params![options_json, estimate_json],
+            )
+            .map_err(sql(tmp))?;
+        if updated != 1 {
+            return Err(StoreError::NotACheckpoint { path: tmp.display().to_string(), reason: "no run row".into() });
+        }
+        // Closing the last connection checkpoints the WAL into the file and removes it.
+        conn.close().map_err(|(_, e)| e).map_err(sql(tmp))?;
+        std::fs::File::open(tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|source| StoreError::Io { path: tmp.display().to_string(), source })
+    }
+
     /// Rename the file into place; the number of objects it holds.
     pub fn install(mut self) -> Result<u64, StoreError> {
         let tmp = self.tmp.take().expect("not installed yet");
