@@ -406,6 +406,23 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_job_files_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs");
+        let one = PlanSettings::from_job_file(&dir.join("example.toml")).unwrap();
+        assert!(one.inventory.is_some() && one.inventories.is_none());
+        resolve(&one).unwrap();
+        let fleet = PlanSettings::from_job_file(&dir.join("fleet.toml")).unwrap();
+        let entries = fleet.inventories.clone().unwrap();
+        assert_eq!(entries.len(), 3);
+        assert_eq!(entries[2].name.as_deref(), Some("eu-archive"));
+        assert_eq!(fleet.state, Some(dir.join("fleet.rekey")), "paths are relative to the job file");
+        for e in entries {
+            let r = resolve(&e.over(fleet.clone())).unwrap();
+            assert!(r.kms_key.is_some());
+        }
+    }
+
+    #[test]
     fn job_file_typos_are_refused_with_their_line() {
         let e = toml::from_str::<PlanSettings>("inventory = \"a\"\nkms_key = \"x\"\n").unwrap_err().to_string();
         assert!(e.contains("line 2") && e.contains("unknown field `kms_key`"), "{e}");
