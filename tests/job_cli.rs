@@ -247,6 +247,18 @@ fn entries_take_their_own_settings_over_the_top_level_and_flags_over_both() {
     for word in ["logs-us", "media-us", "archive-eu", "By bucket", "By region", "us-east-1", "eu-west-1"] {
         assert!(table.contains(word), "{word}: {table}");
     }
+    // CSV: the single-plan lines behind entry, bucket and region columns, a share line per
+    // entry, and the job's totals.
+    let csv = text(&ok(rekey(&["estimate", "--job", j2.file.to_str().unwrap(), "--format", "csv"])).stdout);
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    assert_eq!(reader.headers().unwrap().iter().take(4).collect::<Vec<_>>(), ["entry", "bucket", "region", "line"]);
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let shares: Vec<&str> = rows.iter().filter(|r| &r[3] == "kms_share").map(|r| &r[0]).collect();
+    assert_eq!(shares, ["logs-us", "media-us", "archive-eu"]);
+    let entry_totals: f64 =
+        rows.iter().filter(|r| &r[3] == "total" && &r[0] != "all").map(|r| r[9].parse::<f64>().unwrap()).sum();
+    let job_total = rows.iter().find(|r| &r[0] == "all" && &r[3] == "total").unwrap()[9].parse::<f64>().unwrap();
+    assert!(close(entry_totals, job_total), "{entry_totals} != {job_total}");
     // estimate writes nothing.
     assert!(!j2.dir.path().join("fleet.logs-us.rekey").exists());
 }
