@@ -9,6 +9,8 @@
 //! The folders are committed; [`regenerate`] wrote them and rewrites them:
 //! `cargo test --release --test bad_inputs -- --ignored regenerate`.
 
+mod support;
+
 use flate2::write::GzEncoder;
 use rekey::inventory::keys::encode_form_key;
 use rekey::inventory::manifest::md5_hex;
@@ -16,6 +18,7 @@ use rekey::inventory::synthetic::FULL_SCHEMA;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use support::plan_args;
 
 const KMS_KEY: &str = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/bad-inputs");
@@ -264,17 +267,7 @@ fn run_case(case: &Case) -> Result<(), String> {
     let before = snapshot(&dir);
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("x.rekey");
-    let mut args = vec![
-        "plan",
-        "--inventory",
-        manifest.to_str().unwrap(),
-        "--kms-key",
-        KMS_KEY,
-        "--state",
-        state.to_str().unwrap(),
-    ];
-    args.extend_from_slice(case.args);
-    let out = rekey(&args);
+    let out = rekey(&plan_args(&manifest, KMS_KEY, &state, case.args));
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let fail = |what: String| Err(format!("{what}\n  exit: {:?}\n  stderr: {stderr}", out.status.code()));
     if stderr.contains("panicked") || stderr.contains("RUST_BACKTRACE") {

@@ -17,7 +17,7 @@ use rekey::inventory::synthetic::{write_inventory, FullRow, InventorySpec, FULL_
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::{Arc, Mutex};
-use support::{rekey_bin, Moto};
+use support::{plan_args, rekey_bin, Moto};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CREATED: i64 = 1_764_000_000_000;
@@ -56,20 +56,7 @@ async fn planned(dir: &Path) -> PathBuf {
     ];
     let manifest = write_inventory(&spec, rows).unwrap();
     let state = dir.join("job.rekey");
-    ok(rekey(
-        &[],
-        &[
-            "plan",
-            "--inventory",
-            manifest.to_str().unwrap(),
-            "--kms-key",
-            KEY,
-            "--bucket-key",
-            "--state",
-            state.to_str().unwrap(),
-        ],
-    )
-    .await);
+    ok(rekey(&[], &plan_args(&manifest, KEY, &state, &["--bucket-key"])).await);
     state
 }
 

@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
-use support::{rekey_bin, Moto};
+use support::{plan_args, rekey_bin, Moto};
 
 const MIB: usize = 1024 * 1024;
 /// Small objects per trial bucket (about 70 % SSE-S3 → update, 30 % unencrypted → copy).
@@ -107,20 +107,7 @@ async fn new_trial(moto: &Moto, s3: &aws_sdk_s3::Client, key: &str, name: &str, 
     let dir = tempfile::tempdir().unwrap();
     let manifest = write_inventory_of(s3, name, &encrypted, &dir.path().join("inv")).await.expect("inventory");
     let state = dir.path().join("job.rekey");
-    let out = rekey(
-        moto,
-        &[
-            "plan",
-            "--inventory",
-            manifest.to_str().unwrap(),
-            "--kms-key",
-            key,
-            "--state",
-            state.to_str().unwrap(),
-            "--multipart-threshold",
-            "6MiB",
-        ],
-    );
+    let out = rekey(moto, &plan_args(&manifest, key, &state, &["--multipart-threshold", "6MiB"]));
     assert!(out.status.success(), "plan failed: {}", String::from_utf8_lossy(&out.stderr));
     let conn = rusqlite::Connection::open(&state).unwrap();
     let mut stmt = conn.prepare("SELECT key, method, version_id, etag FROM objects WHERE method IS NOT NULL").unwrap();

@@ -2,11 +2,14 @@
 //! with its own key, planned into one checkpoint each, the KMS share divided per region,
 //! and `rekey status` broken down by bucket and region. Generated inventories, no emulator.
 
+mod support;
+
 use rekey::inventory::synthetic::{demo_rows, write_inventory, InventorySpec, FULL_SCHEMA};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use support::plan_args;
 
 const CREATED: i64 = 1_764_000_000_000;
 const KEY_US: &str = "arn:aws:kms:us-east-1:111122223333:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
@@ -118,17 +121,7 @@ fn a_job_of_three_inventories_plans_one_checkpoint_each_and_divides_the_share_pe
         // The checkpoint holds exactly what planning that inventory alone holds.
         let alone = j.dir.path().join(format!("alone-{bucket}.rekey"));
         let key = if bucket.ends_with("-eu") { KEY_EU } else { KEY_US };
-        ok(rekey(&[
-            "plan",
-            "--inventory",
-            manifest.to_str().unwrap(),
-            "--kms-key",
-            key,
-            "--state",
-            alone.to_str().unwrap(),
-            "--format",
-            "json",
-        ]));
+        ok(rekey(&plan_args(manifest, key, &alone, &["--format", "json"])));
         let (mine, theirs) = (objects(&state), objects(&alone));
         assert!(!mine.is_empty());
         assert_eq!(mine, theirs, "{bucket}: the job's checkpoint differs from planning it alone");

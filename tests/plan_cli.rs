@@ -1,10 +1,13 @@
 //! The `rekey` binary on inventories laid out as S3 delivers them:
 //! `PREFIX/SOURCE-BUCKET/CONFIG/DATE/manifest.json` and `.../CONFIG/data/*.csv.gz`.
 
+mod support;
+
 use rekey::inventory::synthetic::{write_inventory, FullRow, InventorySpec, FULL_SCHEMA};
 use rekey::units::{rfc3339_from_ms, GIB};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use support::plan_args;
 
 const CREATED: i64 = 1_764_000_000_000;
 const DAY: i64 = 86_400_000;
@@ -86,17 +89,7 @@ fn plan_writes_every_object_with_its_fate() {
     assert!(manifest
         .ends_with(format!("inv-prefix/src-bucket/daily/{}-00Z/manifest.json", &rfc3339_from_ms(CREATED)[..13])));
     let state = dir.path().join("job.rekey");
-    let out = rekey(&[
-        "plan",
-        "--inventory",
-        manifest.to_str().unwrap(),
-        "--kms-key",
-        KEY,
-        "--state",
-        state.to_str().unwrap(),
-        "--format",
-        "json",
-    ]);
+    let out = rekey(&plan_args(&manifest, KEY, &state, &["--format", "json"]));
     let e = json(&out);
     assert_eq!(e["schema"], "rekey.estimate/1");
     assert_eq!(e["inventory"]["files"], 3);
@@ -142,35 +135,14 @@ fn plan_writes_every_object_with_its_fate() {
     drop(db);
 
     // Planning again into the same state is refused, and the first plan is untouched.
-    let again = rekey(&[
-        "plan",
-        "--inventory",
-        manifest.to_str().unwrap(),
-        "--kms-key",
-        KEY,
-        "--state",
-        state.to_str().unwrap(),
-    ]);
+    let again = rekey(&plan_args(&manifest, KEY, &state, &[]));
     assert_eq!(again.status.code(), Some(1));
     assert!(
         stderr(&again).contains("already holds a plan of") && stderr(&again).contains("--replace"),
         "{}",
         stderr(&again)
     );
-    let replaced = rekey(&[
-        "plan",
-        "--inventory",
-        manifest.to_str().unwrap(),
-        "--kms-key",
-        KEY,
-        "--state",
-        state.to_str().unwrap(),
-        "--replace",
-        "--method",
-        "copy",
-        "--format",
-        "json",
-    ]);
+    let replaced = rekey(&plan_args(&manifest, KEY, &state, &["--replace", "--method", "copy", "--format", "json"]));
     assert_eq!(json(&replaced)["objects"]["by_method"]["update"], 0);
 }
 
@@ -285,15 +257,7 @@ fn kms_key_must_be_a_full_arn_for_update() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = inventory(dir.path(), known_rows(), 1);
     let state = dir.path().join("s.rekey");
-    let out = rekey(&[
-        "plan",
-        "--inventory",
-        manifest.to_str().unwrap(),
-        "--kms-key",
-        "alias/data",
-        "--state",
-        state.to_str().unwrap(),
-    ]);
+    let out = rekey(&plan_args(&manifest, "alias/data", &state, &[]));
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("requires the full key ARN"), "{}", stderr(&out));
     assert!(!state.exists());
@@ -366,15 +330,7 @@ fn bad_inventories_fail_cleanly() {
         let data = dir.path().join("dest-bucket").join(v["files"][0]["key"].as_str().unwrap());
         damage(&manifest, &data);
         let state = dir.path().join("s.rekey");
-        let out = rekey(&[
-            "plan",
-            "--inventory",
-            manifest.to_str().unwrap(),
-            "--kms-key",
-            KEY,
-            "--state",
-            state.to_str().unwrap(),
-        ]);
+        let out = rekey(&plan_args(&manifest, KEY, &state, &[]));
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(1), "{name}: {err}");
         assert!(err.contains(expected), "{name}: expected '{expected}' in: {err}");

@@ -11,7 +11,7 @@ use rekey::cli::demo::bucket::{create_kms_key, populate, write_inventory_of, Buc
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use support::{rekey_bin, Moto};
+use support::{plan_args, rekey_bin, Moto};
 
 const BUCKET: &str = "rekey-preflight";
 
@@ -41,17 +41,7 @@ impl Fixture {
     /// `rekey plan` with `key` into a new state file named `name`.
     fn plan(&self, key: &str, name: &str, extra: &[&str]) -> PathBuf {
         let state = self.dir.path().join(name);
-        let mut args = vec![
-            "plan",
-            "--inventory",
-            self.manifest.to_str().unwrap(),
-            "--kms-key",
-            key,
-            "--state",
-            state.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        let out = self.rekey(&args);
+        let out = self.rekey(&plan_args(&self.manifest, key, &state, extra));
         assert!(out.status.success(), "plan failed: {}", String::from_utf8_lossy(&out.stderr));
         state
     }

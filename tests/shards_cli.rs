@@ -1,11 +1,14 @@
 //! `rekey plan --shards N` and `rekey status` over several checkpoints, on a generated
 //! inventory (no emulator).
 
+mod support;
+
 use rekey::inventory::synthetic::{demo_rows, write_inventory, InventorySpec, FULL_SCHEMA};
 use rekey::plan::shard::shard_of;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use support::plan_args;
 
 const CREATED: i64 = 1_764_000_000_000;
 const KEY: &str = "arn:aws:kms:us-east-1:111122223333:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
@@ -45,17 +48,7 @@ fn inventory(dir: &Path) -> PathBuf {
 }
 
 fn plan(manifest: &Path, state: &Path, extra: &[&str]) -> Output {
-    let mut args = vec![
-        "plan",
-        "--inventory",
-        manifest.to_str().unwrap(),
-        "--kms-key",
-        KEY,
-        "--state",
-        state.to_str().unwrap(),
-        "--format",
-        "json",
-    ];
+    let mut args = plan_args(manifest, KEY, state, &["--format", "json"]);
     args.extend_from_slice(extra);
     rekey(&args)
 }

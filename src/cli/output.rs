@@ -265,7 +265,7 @@ pub fn render_sharded(p: &ShardedPlan, format: Format) -> String {
                     human_bytes(e.objects.planned_bytes),
                     thousands(e.requests.kms),
                     money(e.cost_usd.total),
-                    format!("{} ({})", human_duration(e.duration_seconds), e.duration_bound_by.to_uppercase()),
+                    duration_cell(e.duration_seconds, e.duration_bound_by),
                     info.state_file.as_deref().unwrap_or("-"),
                 );
             }
@@ -353,7 +353,7 @@ fn job_table(j: &JobEstimate) -> String {
             thousands(e.requests.kms),
             money(e.cost_usd.total),
             format!("{:.4}", e.assumptions.kms_share),
-            format!("{} ({})", human_duration(e.duration_seconds), e.duration_bound_by.to_uppercase()),
+            duration_cell(e.duration_seconds, e.duration_bound_by),
             if x.state_files.is_empty() { "-".to_string() } else { x.state_files.join(", ") },
         );
     }
@@ -376,7 +376,7 @@ fn job_table(j: &JobEstimate) -> String {
             human_bytes(s.planned_bytes),
             thousands(s.kms_requests),
             money(s.cost_usd),
-            format!("{} ({})", human_duration(s.duration_seconds), s.duration_bound_by.to_uppercase()),
+            duration_cell(s.duration_seconds, s.duration_bound_by),
         );
     }
     let _ = writeln!(o);
@@ -399,7 +399,7 @@ fn job_table(j: &JobEstimate) -> String {
             thousands(s.objects_planned),
             thousands(s.kms_requests),
             money(s.cost_usd),
-            format!("{} ({})", human_duration(s.duration_seconds), s.duration_bound_by.to_uppercase()),
+            duration_cell(s.duration_seconds, s.duration_bound_by),
         );
     }
     let t = &j.total;
@@ -427,4 +427,9 @@ fn job_table(j: &JobEstimate) -> String {
     }
     let _ = writeln!(o, "  (every entry's full estimate: --format json)");
     o
+}
+
+/// A duration and what bounds it: `42.8s (S3)`.
+fn duration_cell(secs: f64, bound_by: &str) -> String {
+    format!("{} ({})", human_duration(secs), bound_by.to_uppercase())
 }

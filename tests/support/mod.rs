@@ -217,6 +217,19 @@ impl Drop for Moto {
     }
 }
 
+/// `rekey plan --inventory MANIFEST --kms-key KEY --state STATE`, then `extra`.
+pub fn plan_args<'a>(
+    manifest: &'a std::path::Path,
+    key: &'a str,
+    state: &'a std::path::Path,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args =
+        vec!["plan", "--inventory", manifest.to_str().unwrap(), "--kms-key", key, "--state", state.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// Path of the compiled `rekey` binary (only valid inside integration tests).
 pub fn rekey_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_rekey"))
