@@ -28,10 +28,9 @@
 //! or a clash between entries is reported at once, not after hours of planning.
 
 use super::output::render_job;
-use super::plan_cmd::{inventory_blobs, plan_entry, Mode, PlannedEntry};
+use super::plan_cmd::{open_inventory, plan_entry, Mode, OpenedInventory, PlannedEntry};
 use super::settings::{resolve, PlanSettings, Resolved};
 use super::PlanArgs;
-use crate::inventory::{BlobStore, Inventory};
 use crate::plan::job::{divide_kms_share, JobEntryEstimate, JobEstimate};
 use crate::plan::shard::shard_path;
 use crate::store::SealedPlan;
@@ -54,6 +53,8 @@ struct Entry {
     bucket: Option<String>,
     settings: PlanSettings,
     resolved: Resolved,
+    /// Opened before any entry is planned; taken when it is.
+    opened: Option<OpenedInventory>,
 }
 
 impl Entry {
@@ -104,11 +105,8 @@ pub fn run(args: &PlanArgs, mut file: PlanSettings, mode: Mode, runtime: &tokio:
         let resolved = resolve(&settings).with_context(|| at(inventory.clone()))?;
         // Open the manifest now: its source bucket names the entry, and a bad manifest
         // stops the job before anything is planned.
-        let blobs = inventory_blobs(&resolved, runtime).with_context(|| at(inventory.clone()))?;
-        let opened =
-            Inventory::open(&resolved.plan.inventory, &resolved.plan.open, blobs.as_ref().map(|b| b as &dyn BlobStore))
-                .with_context(|| at(inventory.clone()))?;
-        let bucket = opened.source_bucket.clone();
+        let opened = open_inventory(&resolved, runtime).with_context(|| at(inventory.clone()))?;
+        let bucket = opened.inventory.source_bucket.clone();
         let name = match name {
             Some(n) => check_name(&n).map_err(|why| anyhow::anyhow!(at(format!("name {n:?}: {why}"))))?,
             None => bucket.clone().unwrap_or_else(|| format!("entry-{}", i + 1)),
@@ -123,7 +121,7 @@ pub fn run(args: &PlanArgs, mut file: PlanSettings, mode: Mode, runtime: &tokio:
             (None, None) => None,
         };
         let resolved = Resolved { state: settings.state.clone(), ..resolved };
-        entries.push(Entry { index: i + 1, name, bucket, settings, resolved });
+        entries.push(Entry { index: i + 1, name, bucket, settings, resolved, opened: Some(opened) });
     }
     check_entries(&entries, mode).map_err(|e| anyhow::anyhow!("job file {job}: {e}"))?;
 
@@ -132,9 +130,11 @@ pub fn run(args: &PlanArgs, mut file: PlanSettings, mode: Mode, runtime: &tokio:
     let started = Instant::now();
     let mut planned: Vec<(PlannedEntry, Vec<(PathBuf, SealedPlan)>)> = Vec::with_capacity(entries.len());
     let n = entries.len();
-    for e in &entries {
+    for e in entries.iter_mut() {
         let t = Instant::now();
-        let mut p = plan_entry(&e.resolved, mode, runtime).with_context(|| format!("job file {job}: {}", e.label()))?;
+        let opened = e.opened.take().expect("opened once, planned once");
+        let mut p =
+            plan_entry(&e.resolved, opened, mode, runtime).with_context(|| format!("job file {job}: {}", e.label()))?;
         let sealed = p.seal(&e.settings)?;
         eprintln!(
             "rekey: entry {}/{n} {}: read {} rows in {:.1}s",

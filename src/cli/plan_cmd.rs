@@ -7,9 +7,9 @@
 use super::output::{render, render_sharded};
 use super::settings::{resolve, KeyArn, PlanSettings, Resolved};
 use super::PlanArgs;
-use crate::inventory::BlobStore;
+use crate::inventory::{BlobStore, Inventory};
 use crate::plan::shard::shard_path;
-use crate::plan::{build_sharded_plan, Estimate, ShardedPlan};
+use crate::plan::{plan_inventory, Estimate, ShardedPlan};
 use crate::s3::{build_client, build_kms_client, S3Blobs, S3Settings};
 use crate::store::{PlanWriter, RunRecord, SealedPlan, DEFAULT_CACHE_KIB};
 use crate::units::thousands;
@@ -25,12 +25,9 @@ pub enum Mode {
 }
 
 pub fn run(args: PlanArgs, mode: Mode, runtime: &tokio::runtime::Runtime) -> Result<()> {
-    let file = args.job.as_deref().map(PlanSettings::from_job_file).transpose()?;
-    if let Some(file) = file.filter(|f| f.inventories.is_some()) {
-        return super::job::run(&args, file, mode, runtime);
-    }
-    let settings = match &args.job {
-        Some(path) => args.settings.clone().over(PlanSettings::from_job_file(path)?),
+    let settings = match args.job.as_deref().map(PlanSettings::from_job_file).transpose()? {
+        Some(file) if file.inventories.is_some() => return super::job::run(&args, file, mode, runtime),
+        Some(file) => args.settings.clone().over(file),
         None => args.settings.clone(),
     };
     if settings.name.is_some() {
@@ -38,7 +35,8 @@ pub fn run(args: PlanArgs, mode: Mode, runtime: &tokio::runtime::Runtime) -> Res
     }
     let r = resolve(&settings)?;
     let started = Instant::now();
-    let mut entry = plan_entry(&r, mode, runtime)?;
+    let opened = open_inventory(&r, runtime)?;
+    let mut entry = plan_entry(&r, opened, mode, runtime)?;
     let sealed = entry.seal(&settings)?;
     let mut written = Vec::new();
     for (target, s) in sealed {
@@ -104,7 +102,7 @@ fn s3_settings(r: &Resolved) -> S3Settings {
 }
 
 /// An S3 reader for `r`'s inventory when it is on S3.
-pub fn inventory_blobs(r: &Resolved, runtime: &tokio::runtime::Runtime) -> Result<Option<S3Blobs>> {
+fn inventory_blobs(r: &Resolved, runtime: &tokio::runtime::Runtime) -> Result<Option<S3Blobs>> {
     if !r.plan.inventory.starts_with("s3://") {
         return Ok(None);
     }
@@ -112,10 +110,29 @@ pub fn inventory_blobs(r: &Resolved, runtime: &tokio::runtime::Runtime) -> Resul
     Ok(Some(S3Blobs::new(client, runtime.handle().clone())))
 }
 
+/// An inventory opened (its manifest read and checked), with the S3 reader of its data
+/// files when it is on S3.
+pub struct OpenedInventory {
+    pub inventory: Inventory,
+    pub blobs: Option<S3Blobs>,
+}
+
+/// Open `r`'s inventory.
+pub fn open_inventory(r: &Resolved, runtime: &tokio::runtime::Runtime) -> Result<OpenedInventory> {
+    let blobs = inventory_blobs(r, runtime)?;
+    let inventory = Inventory::open(&r.plan.inventory, &r.plan.open, blobs.as_ref().map(|b| b as &dyn BlobStore))?;
+    Ok(OpenedInventory { inventory, blobs })
+}
+
 /// Read, classify and cost one inventory; for `plan`, write its rows into new checkpoints
 /// (one per shard) that [`PlannedEntry::seal`] completes.
-pub fn plan_entry(r: &Resolved, mode: Mode, runtime: &tokio::runtime::Runtime) -> Result<PlannedEntry> {
-    let blobs = inventory_blobs(r, runtime)?;
+pub fn plan_entry(
+    r: &Resolved,
+    opened: OpenedInventory,
+    mode: Mode,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<PlannedEntry> {
+    let OpenedInventory { inventory, blobs } = opened;
     let blobs = blobs.as_ref().map(|b| b as &dyn BlobStore);
     let key_arn = match mode {
         Mode::Estimate => None,
@@ -148,9 +165,9 @@ pub fn plan_entry(r: &Resolved, mode: Mode, runtime: &tokio::runtime::Runtime) -
         writers.push(PlanWriter::create_with_cache(t, r.replace, (DEFAULT_CACHE_KIB / n).max(4096))?);
     }
     let (plan, stats) = if writers.is_empty() {
-        build_sharded_plan(&r.plan, blobs, n, None)?
+        plan_inventory(&r.plan, inventory, blobs, n, None)?
     } else {
-        build_sharded_plan(&r.plan, blobs, n, Some(&mut |shard, batch| writers[shard].insert(batch)))?
+        plan_inventory(&r.plan, inventory, blobs, n, Some(&mut |shard, batch| writers[shard].insert(batch)))?
     };
     Ok(PlannedEntry { plan, rows: stats.rows, key_arn, targets, writers })
 }

@@ -460,7 +460,7 @@ pub fn status(args: StatusArgs) -> Result<()> {
     let (kms_rate, s3_rate, objects_per_sec) = (rate(|p| p.kms_rate), rate(|p| p.s3_rate), rate(|p| p.objects_per_sec));
     let throttles: u64 = live.iter().map(|p| p.throttles_kms + p.throttles_s3).sum();
     let eta = live.iter().filter_map(|p| p.eta_secs).fold(None, |m: Option<f64>, e| Some(m.map_or(e, |m| m.max(e))));
-    let by_bucket = Group::by(&files, |f| format!("{}\t{}", f.bucket, f.region));
+    let by_bucket = Group::by(&files, |f| (f.bucket.clone(), f.region.clone()));
     let by_region = Group::by(&files, |f| f.region.clone());
     match args.format {
         StatusFormat::Json => {
@@ -473,11 +473,10 @@ pub fn status(args: StatusArgs) -> Result<()> {
                 "by_skip_reason": sum.counts.by_skip_reason,
                 "to_do": { "objects": sum.todo.objects, "bytes": sum.todo.bytes },
                 "by_verify_verdict": sum.verdicts,
-                "by_bucket": by_bucket.iter().map(|(k, g)| {
-                    let (bucket, region) = k.split_once('\t').unwrap_or((k, ""));
+                "by_bucket": by_bucket.iter().map(|((bucket, region), g)| {
                     let mut doc = g.json();
-                    doc["bucket"] = bucket.into();
-                    doc["region"] = region.into();
+                    doc["bucket"] = bucket.as_str().into();
+                    doc["region"] = region.as_str().into();
                     doc
                 }).collect::<Vec<_>>(),
                 "by_region": by_region.iter().map(|(region, g)| {
@@ -521,8 +520,7 @@ pub fn status(args: StatusArgs) -> Result<()> {
                     "by bucket\n  {:<24} {:<14} {:>6} {:>12} {:>12} {:>10} {:>12} {:>10}\n",
                     "bucket", "region", "files", "done", "to do", "failed", "objects/s", "ETA"
                 ));
-                for (k, g) in &by_bucket {
-                    let (bucket, region) = k.split_once('\t').unwrap_or((k, ""));
+                for ((bucket, region), g) in &by_bucket {
                     out.push_str(&format!("  {bucket:<24} {region:<14} {}\n", g.columns()));
                 }
                 out.push_str(&format!(
@@ -567,8 +565,8 @@ struct Group {
 }
 
 impl Group {
-    fn by(files: &[FileStatus], key: impl Fn(&FileStatus) -> String) -> BTreeMap<String, Group> {
-        let mut groups: BTreeMap<String, Group> = BTreeMap::new();
+    fn by<K: Ord>(files: &[FileStatus], key: impl Fn(&FileStatus) -> K) -> BTreeMap<K, Group> {
+        let mut groups: BTreeMap<K, Group> = BTreeMap::new();
         for f in files {
             let g = groups.entry(key(f)).or_default();
             g.files += 1;

@@ -101,10 +101,22 @@ pub fn build_sharded_plan(
     cfg: &PlanConfig,
     blobs: Option<&dyn BlobStore>,
     shards: u32,
+    sink: Option<ShardSink<'_>>,
+) -> Result<(ShardedPlan, ScanStats), PlanError> {
+    let inv = Inventory::open(&cfg.inventory, &cfg.open, blobs)?;
+    plan_inventory(cfg, inv, blobs, shards, sink)
+}
+
+/// [`build_sharded_plan`] of an inventory already opened (a job of several opens every
+/// entry's manifest before it plans the first).
+pub fn plan_inventory(
+    cfg: &PlanConfig,
+    inv: Inventory,
+    blobs: Option<&dyn BlobStore>,
+    shards: u32,
     mut sink: Option<ShardSink<'_>>,
 ) -> Result<(ShardedPlan, ScanStats), PlanError> {
     let n = shards.max(1) as usize;
-    let inv = Inventory::open(&cfg.inventory, &cfg.open, blobs)?;
     let mut classify = cfg.classify.clone();
     classify.report_has_versions = inv.decoder.schema.has_versions();
     let (versioned, versioned_source) = match cfg.versioned {
