@@ -229,6 +229,24 @@ async fn a_missing_key_stops_the_run_before_any_object() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_of_another_account_than_the_bucket_owner_stops_the_run_before_any_object() {
+    let f = fixture(40, 25).await;
+    // The bucket belongs to moto's account 123456789012; UpdateObjectEncryption needs a key
+    // of the owner's account, and the emulator enforces ExpectedBucketOwner as S3 does.
+    let key = "arn:aws:kms:us-east-1:111122223333:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
+    let state = f.plan(key, "job.rekey", &[]);
+
+    let out = run_quiet(&f, &state);
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    error_line(
+        &out,
+        &format!("bucket {BUCKET} is not owned by account 111122223333, the KMS key's account: UpdateObjectEncryption needs a key of the bucket owner's account"),
+    );
+    assert_eq!(by_status(&state, "done"), 0);
+    f.assert_untouched().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_denied_permission_is_named_by_the_canary_and_nothing_is_touched() {
     let f = fixture(40, 25).await;
     let key = create_kms_key(&f.kms, "rekey preflight").await.unwrap();
