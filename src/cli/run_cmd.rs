@@ -196,7 +196,9 @@ pub fn run(args: RunArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
             if cfg.bucket_key { ", Bucket Key" } else { "" }
         );
     }
-    let report = match S3Path::from_env()? {
+    let path = S3Path::from_env()?;
+    tracing::info!(?path, "S3 request path for CopyObject and UpdateObjectEncryption");
+    let report = match path {
         S3Path::Sdk => runtime.block_on(crate::exec::run(Arc::new(SdkStore::new(client)), cfg.clone(), stopper))?,
         S3Path::Direct => {
             let store = DirectStore::new(connection)?;

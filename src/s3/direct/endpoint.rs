@@ -9,6 +9,7 @@
 //! going through the SDK.
 
 use aws_sdk_s3::config::endpoint::{DefaultResolver, Params, ResolveEndpoint};
+use aws_smithy_types::endpoint::EndpointAuthScheme;
 use aws_smithy_types::Document;
 
 /// The endpoint settings of the S3 client, as the SDK's operations pass them to its resolver.
@@ -65,26 +66,28 @@ pub fn resolve(settings: &EndpointSettings, bucket: &str) -> Result<BucketEndpoi
     // The default resolver answers synchronously (its future is always ready).
     let endpoint = futures::executor::block_on(DefaultResolver::new().resolve_endpoint(&params))
         .map_err(|e| Fallback::Unresolvable(e.to_string()))?;
-    let signing_region = sigv4_s3_region(endpoint.properties().get("authSchemes"))?
+    if endpoint.headers().next().is_some() {
+        return Err(Fallback::AuthScheme("headers added by the endpoint rules".into()));
+    }
+    if let Some(backend) = endpoint.properties().get("backend") {
+        return Err(Fallback::AuthScheme(format!("the {backend:?} backend")));
+    }
+    let signing_region = sigv4_s3_region(endpoint.auth_schemes())?
         .or_else(|| settings.region.clone())
         .unwrap_or_else(|| "us-east-1".to_string());
     parse_url(endpoint.url(), signing_region)
 }
 
 /// The signing region of the first auth scheme, when that scheme is SigV4 for `s3`.
-fn sigv4_s3_region(schemes: Option<&Document>) -> Result<Option<String>, Fallback> {
-    let Some(Document::Array(schemes)) = schemes else {
-        // No auth schemes listed: the SDK signs with its defaults, SigV4 for s3.
-        return Ok(None);
-    };
-    let Some(Document::Object(first)) = schemes.first() else { return Ok(None) };
+fn sigv4_s3_region(schemes: &[EndpointAuthScheme]) -> Result<Option<String>, Fallback> {
+    // No auth schemes listed: the SDK signs with its defaults, SigV4 for s3.
+    let Some(first) = schemes.first() else { return Ok(None) };
     let text = |k: &str| match first.get(k) {
         Some(Document::String(s)) => Some(s.as_str()),
         _ => None,
     };
-    let name = text("name").unwrap_or("");
-    if name != "sigv4" {
-        return Err(Fallback::AuthScheme(name.to_string()));
+    if first.name() != "sigv4" {
+        return Err(Fallback::AuthScheme(first.name().to_string()));
     }
     if let Some(service) = text("signingName") {
         if service != "s3" {
@@ -139,6 +142,10 @@ mod tests {
 
     #[test]
     fn aws_virtual_hosted() {
+        // The rules do name SigV4 for s3 here (an empty list would pass unchecked).
+        let params = Params::builder().region("eu-west-1").bucket("my-bucket").build().unwrap();
+        let ep = futures::executor::block_on(DefaultResolver::new().resolve_endpoint(&params)).unwrap();
+        assert_eq!(ep.auth_schemes()[0].name(), "sigv4");
         let e = resolve(&settings(None, false), "my-bucket").unwrap();
         assert_eq!(
             e,
@@ -165,5 +172,9 @@ mod tests {
         assert!(resolve(&settings(None, false), "arn:aws:s3:eu-west-1:123456789012:accesspoint/ap").is_err());
         let express = resolve(&settings(None, false), "mybucket--euw1-az1--x-s3");
         assert!(matches!(express, Err(Fallback::AuthScheme(_))), "{express:?}");
+        // The global region signs for us-east-1, whatever the client's region is called.
+        let global = EndpointSettings { region: Some("aws-global".into()), ..Default::default() };
+        let e = resolve(&global, "my-bucket").unwrap();
+        assert_eq!((e.authority.as_str(), e.signing_region.as_str()), ("my-bucket.s3.amazonaws.com", "us-east-1"));
     }
 }

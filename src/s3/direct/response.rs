@@ -97,7 +97,10 @@ fn walk<'a>(text: &'a str, mut leaf: impl FnMut(&[&'a str], &str)) -> Result<Opt
             }
             Token::Text { text } => buf.push_str(text.as_str()),
             Token::Cdata { text, .. } => buf.push_str(text.as_str()),
-            Token::ElementEnd { end: ElementEnd::Close(..), .. } => {
+            Token::ElementEnd { end: ElementEnd::Close(_, local), .. } => {
+                if path.last() != Some(&local.as_str()) {
+                    return Err(format!("</{}> closes <{}>", local.as_str(), path.last().unwrap_or(&"")));
+                }
                 if !buf.is_empty() {
                     leaf(&path, &unescape(&buf));
                     buf.clear();
@@ -109,6 +112,9 @@ fn walk<'a>(text: &'a str, mut leaf: impl FnMut(&[&'a str], &str)) -> Result<Opt
             }
             _ => {}
         }
+    }
+    if let Some(open) = path.last() {
+        return Err(format!("<{open}> is never closed"));
     }
     Ok(root)
 }
@@ -194,7 +200,9 @@ mod tests {
             CopyResult { etag: Some("9b2cf535f27731c974343645a3985328".into()), checksum: Some("CRC32:q1w2==".into()) }
         );
         assert_eq!(copy_result(b"  \n ").unwrap(), CopyResult::default());
-        assert!(copy_result(b"<CopyObjectResult><ETag>").is_err());
+        assert!(copy_result(b"<CopyObjectResult><ETag>x</Other>").is_err(), "mismatched tags");
+        assert!(copy_result(b"<CopyObjectResult <").is_err());
+        assert!(copy_result(b"<CopyObjectResult><ETag>x</ETag>").is_err(), "truncated");
     }
 
     #[test]
