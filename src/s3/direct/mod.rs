@@ -57,8 +57,15 @@ enum Route {
     Sdk,
 }
 
+/// The proxy variables the SDK's HTTP client honours (behaviour version 2025-08-07 on);
+/// the direct path does not speak to proxies, so with any of them set every request goes
+/// through the SDK.
+const PROXY_VARIABLES: [&str; 6] = ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"];
+
 pub struct DirectStore {
     sdk: SdkStore,
+    /// Set when a proxy variable is: then nothing goes direct.
+    proxied: bool,
     endpoints: EndpointSettings,
     routes: RwLock<HashMap<String, Route>>,
     credentials: sign::CredentialCache,
@@ -77,8 +84,13 @@ impl DirectStore {
     pub fn new(connection: super::S3Connection) -> Result<DirectStore, DirectSetupError> {
         let provider = connection.credentials.ok_or(DirectSetupError::NoCredentialsProvider)?;
         let request_timeout: Duration = connection.request_timeout;
+        let proxied = PROXY_VARIABLES.iter().any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()));
+        if proxied {
+            tracing::info!("a proxy is configured: every request goes through the SDK, which honours it");
+        }
         Ok(DirectStore {
             sdk: SdkStore::new(connection.client),
+            proxied,
             endpoints: connection.endpoints,
             routes: RwLock::new(HashMap::new()),
             credentials: sign::CredentialCache::new(provider),
@@ -87,6 +99,9 @@ impl DirectStore {
     }
 
     fn route(&self, bucket: &str) -> Route {
+        if self.proxied {
+            return Route::Sdk;
+        }
         if let Some(r) = self.routes.read().unwrap_or_else(|p| p.into_inner()).get(bucket) {
             return r.clone();
         }
