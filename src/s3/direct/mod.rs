@@ -10,7 +10,7 @@
 //! requests of a fixed shape, that machinery buys nothing the direct path cannot do once:
 //!
 //! * [`endpoint`]: the bucket's endpoint from the SDK's own resolver, once per bucket;
-//! * [`sign`]: credentials cached until near expiry, SigV4 with the `aws-sigv4` crate;
+//! * [`sign`]: credentials cached until near expiry, SigV4 with the day's signing key kept;
 //! * [`http`]: a pooled hyper client with the SDK client's timeouts;
 //! * [`copy`] and [`update`]: the requests, header for header what the SDK sends (a test
 //!   compares them on the wire), and their answers;
@@ -69,6 +69,7 @@ pub struct DirectStore {
     endpoints: EndpointSettings,
     routes: RwLock<HashMap<String, Route>>,
     credentials: sign::CredentialCache,
+    signer: sign::Signer,
     transport: http::Transport,
 }
 
@@ -94,6 +95,7 @@ impl DirectStore {
             endpoints: connection.endpoints,
             routes: RwLock::new(HashMap::new()),
             credentials: sign::CredentialCache::new(provider),
+            signer: sign::Signer::default(),
             transport: http::Transport::new(request_timeout),
         })
     }
@@ -129,11 +131,20 @@ impl DirectStore {
         let identity = self.credentials.identity().await.map_err(|e| client_error("Credentials", e))?;
         let mut headers = p.headers;
         headers.push(("host", host));
-        let signed = sign::signature_headers(
-            &identity,
-            &sign::ToSign { method: p.method, url: &url, headers: &headers, body: &p.body, region: &ep.signing_region },
-        )
-        .map_err(|e| client_error("Signing", e))?;
+        let signed = self
+            .signer
+            .sign(
+                &identity,
+                &sign::ToSign {
+                    method: p.method,
+                    url: &url,
+                    headers: &headers,
+                    body: &p.body,
+                    region: &ep.signing_region,
+                },
+                std::time::SystemTime::now(),
+            )
+            .map_err(|e| client_error("Signing", e))?;
         let mut builder = ::http::Request::builder().method(p.method).uri(&url);
         for (name, value) in &headers {
             builder = builder.header(*name, value.as_str());
