@@ -3,7 +3,7 @@
 //! listener and their requests compared header by header (all but the date, the signature
 //! and the SDK's own invocation and user-agent headers), along with method, path, query and
 //! body; then both read the same canned answers (a result, an error inside a 200, a KMS
-//! throttle, a 412, a dropped connection) and must report the same.
+//! throttle, a 412, a dropped connection, a 301 redirect) and must report the same.
 
 use rekey::s3::object_store::{CopyRequest, Grants, LockSettings, ObjectStore, UpdateRequest};
 use rekey::s3::{connect, DirectStore, S3Settings, SdkStore};
@@ -209,7 +209,14 @@ async fn direct_requests_and_answers_match_the_sdk() {
     );
     let bare_500 = http_answer("500 Internal Server Error", &[], "");
     let update_ok = http_answer("200 OK", &[("x-amz-version-id", "ignored")], "");
-    let answers = [Some(copy_ok), Some(embedded), Some(kms_throttle), Some(changed), Some(bare_500), None];
+    // A bucket in another region: not followed, an error like the SDK's.
+    let redirect = http_answer(
+        "301 Moved Permanently",
+        &[("x-amz-bucket-region", "eu-west-1")],
+        "<Error><Code>PermanentRedirect</Code><Message>The bucket you are attempting to access must be addressed using the specified endpoint.</Message><Endpoint>wire-bucket.s3.eu-west-1.amazonaws.com</Endpoint></Error>",
+    );
+    let answers =
+        [Some(copy_ok), Some(embedded), Some(kms_throttle), Some(changed), Some(bare_500), None, Some(redirect)];
 
     let mut compared = 0;
     for req in copy_requests() {
@@ -271,5 +278,5 @@ async fn direct_requests_and_answers_match_the_sdk() {
             compared += 1;
         }
     }
-    assert_eq!(compared, 3 * 6 + 2 * 4);
+    assert_eq!(compared, 3 * 7 + 2 * 4);
 }
