@@ -143,6 +143,44 @@ async fn run_reencrypts_everything_and_keeps_what_matters() {
     assert_eq!(writes, 0, "a finished plan is not redone: {stats}");
 }
 
+/// `REKEY_S3_PATH=sdk`: every request through aws-sdk-s3 instead of the direct path (the
+/// default, which every other test here runs), with 500s and errors inside 200s mixed in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_request_path_still_runs_a_plan_through_faults() {
+    let f = fixture(Moto::start_with(&[("--seed", "12")]), 120, 8).await;
+    let bogus = Command::new(rekey_bin())
+        .args(run_args(&f.state, &[]))
+        .envs(f.moto.env_for_cli())
+        .env("REKEY_S3_PATH", "carrier-pigeon")
+        .output()
+        .unwrap();
+    assert!(!bogus.status.success(), "an unknown request path is refused");
+    assert!(
+        String::from_utf8_lossy(&bogus.stderr).contains("REKEY_S3_PATH"),
+        "{}",
+        String::from_utf8_lossy(&bogus.stderr)
+    );
+    f.moto.configure(r#"{"fail_rate": 0.05, "embedded_error_rate": 0.1}"#);
+    let out = Command::new(rekey_bin())
+        .args(run_args(&f.state, &[]))
+        .envs(f.moto.env_for_cli())
+        .env("REKEY_S3_PATH", "sdk")
+        .env("REKEY_LOG", "rekey=info")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "run failed: {stderr}");
+    assert!(
+        stderr.lines().any(|l| l.contains("S3 request path") && l.contains("Sdk")),
+        "the SDK path was the one used: {stderr}"
+    );
+    f.moto.configure(r#"{"fail_rate": 0, "embedded_error_rate": 0}"#);
+    let s = status(&f);
+    assert_eq!(count(&s, "by_status", "done"), 120, "{s}");
+    assert!(count(&s, "by_method", "update") > 0 && count(&s, "by_method", "copy") > 0, "both methods ran: {s}");
+    assert_eq!(assert_all_migrated(&f).await, 120);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn objects_changed_or_deleted_after_the_inventory_are_never_clobbered() {
     let f = fixture(Moto::start(), 60, 2).await;

@@ -28,6 +28,7 @@ const CREDENTIAL_BEARING_TARGETS: &[&str] = &[
     "aws_sdk_ssooidc=info",
     "hyper=info",
     "hyper_util=info",
+    "hyper_rustls=info",
     "h2=info",
     "rustls=info",
 ];

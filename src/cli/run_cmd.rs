@@ -19,7 +19,7 @@ use crate::exec::progress::{ProgressMode, ProgressSnapshot};
 use crate::exec::task::Fidelity;
 use crate::exec::{FailureBudget, RetryPolicy, RunConfig, RunReport, StopReason, Stopper};
 use crate::plan::{KmsQuota, PriceTable};
-use crate::s3::{build_client, S3Settings, SdkStore};
+use crate::s3::{connect, DirectStore, S3Settings, SdkStore};
 use crate::store::Checkpoint;
 use crate::units::{human_bytes, human_duration, thousands};
 use anyhow::{bail, Context, Result};
@@ -162,7 +162,8 @@ pub fn run(args: RunArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
     let buckets = if cfg.fidelity.preserve_acl { cp.todo_buckets(100)? } else { Vec::new() };
     drop(cp);
     let quiet = args.quiet || args.json_progress;
-    let client = runtime.block_on(build_client(&s3))?;
+    let connection = runtime.block_on(connect(&s3))?;
+    let client = connection.client.clone();
     if cfg.fidelity.preserve_acl {
         // With ACLs disabled, S3 refuses grant headers and every copy would fail.
         for b in &buckets {
@@ -195,11 +196,36 @@ pub fn run(args: RunArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
             if cfg.bucket_key { ", Bucket Key" } else { "" }
         );
     }
-    let report = runtime.block_on(async {
-        let store = Arc::new(SdkStore::new(client));
-        crate::exec::run(store, cfg.clone(), stopper).await
-    })?;
+    let path = S3Path::from_env()?;
+    tracing::info!(?path, "S3 request path for CopyObject and UpdateObjectEncryption");
+    let report = match path {
+        S3Path::Sdk => runtime.block_on(crate::exec::run(Arc::new(SdkStore::new(client)), cfg.clone(), stopper))?,
+        S3Path::Direct => {
+            let store = DirectStore::new(connection)?;
+            runtime.block_on(crate::exec::run(Arc::new(store), cfg.clone(), stopper))?
+        }
+    };
     finish(&args, &report, quiet)
+}
+
+/// Which request path `rekey run` sends CopyObject and UpdateObjectEncryption over
+/// (`REKEY_S3_PATH`, undocumented in `--help`: for A/B measurement and as a way back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum S3Path {
+    /// [`DirectStore`], the default: the two hot operations over a lean hyper path.
+    Direct,
+    /// [`SdkStore`]: every operation through aws-sdk-s3.
+    Sdk,
+}
+
+impl S3Path {
+    fn from_env() -> Result<S3Path> {
+        match std::env::var("REKEY_S3_PATH").as_deref() {
+            Err(_) | Ok("") | Ok("direct") => Ok(S3Path::Direct),
+            Ok("sdk") => Ok(S3Path::Sdk),
+            Ok(other) => bail!("REKEY_S3_PATH={other:?}: expected `direct` (the default) or `sdk`"),
+        }
+    }
 }
 
 /// First Ctrl-C (or SIGTERM): stop dispatching and drain. Second: exit at once; SQLite's

@@ -114,6 +114,21 @@ fn region_chain(s: &S3Settings) -> RegionProviderChain {
 /// The S3 client with the SDK's retries disabled: one attempt per call, so that every
 /// retry is the engine's, counted, paced and recorded.
 pub async fn build_client(s: &S3Settings) -> Result<aws_sdk_s3::Client, EndpointError> {
+    Ok(connect(s).await?.client)
+}
+
+/// The S3 client, and the settings its endpoint resolver is given, for the direct path
+/// ([`super::DirectStore`]) to resolve endpoints exactly as the client does.
+pub struct S3Connection {
+    pub client: aws_sdk_s3::Client,
+    pub endpoints: super::direct::endpoint::EndpointSettings,
+    pub request_timeout: Duration,
+    /// The credential chain the client signs with (the direct path caches what it gives).
+    pub credentials: Option<aws_credential_types::provider::SharedCredentialsProvider>,
+}
+
+/// Build the S3 client (see [`build_client`]) and keep its endpoint settings.
+pub async fn connect(s: &S3Settings) -> Result<S3Connection, EndpointError> {
     s.check()?;
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(region_chain(s))
@@ -125,8 +140,39 @@ pub async fn build_client(s: &S3Settings) -> Result<aws_sdk_s3::Client, Endpoint
     let shared = loader.load().await;
     // Emulators and most S3-compatible stores only speak path-style.
     let custom_endpoint = shared.endpoint_url().is_some();
-    let conf = aws_sdk_s3::config::Builder::from(&shared).force_path_style(custom_endpoint && !s.virtual_host).build();
-    Ok(aws_sdk_s3::Client::from_conf(conf))
+    let force_path_style = custom_endpoint && !s.virtual_host;
+    let conf = aws_sdk_s3::config::Builder::from(&shared).force_path_style(force_path_style).build();
+    let endpoints = super::direct::endpoint::EndpointSettings {
+        region: conf.region().map(|r| r.as_ref().to_string()),
+        endpoint_url: s3_endpoint_url(&shared, s.endpoint_url.as_deref()),
+        force_path_style,
+        use_fips: shared.use_fips(),
+        use_dual_stack: shared.use_dual_stack(),
+    };
+    Ok(S3Connection {
+        credentials: shared.credentials_provider(),
+        client: aws_sdk_s3::Client::from_conf(conf),
+        endpoints,
+        request_timeout: s.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT),
+    })
+}
+
+/// The endpoint URL the S3 client ends up with, by the rule of
+/// `aws_sdk_s3::config::Builder::from(&SdkConfig)`: the URL given in code, else the
+/// S3-specific one (`AWS_ENDPOINT_URL_S3`, a profile's `services` section), else the
+/// general one (`AWS_ENDPOINT_URL`, a profile's `endpoint_url`).
+fn s3_endpoint_url(shared: &aws_config::SdkConfig, given: Option<&str>) -> Option<String> {
+    if let Some(url) = given {
+        return Some(url.to_string());
+    }
+    let key = aws_types::service_config::ServiceConfigKey::builder()
+        .service_id("S3")
+        .env("AWS_ENDPOINT_URL")
+        .profile("endpoint_url")
+        .build()
+        .ok();
+    key.and_then(|key| shared.service_config().and_then(|conf| conf.load_config(key)))
+        .or_else(|| shared.endpoint_url().map(str::to_string))
 }
 
 /// A KMS client for the same account, region and endpoint (pre-flight checks, the demo).

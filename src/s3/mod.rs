@@ -3,6 +3,9 @@
 //! * [`object_store`]: the [`ObjectStore`] trait the engine runs against, its request and
 //!   result types, and the one place S3 errors are classified.
 //! * [`sdk_store`]: the real implementation over aws-sdk-s3.
+//! * [`direct`]: the default for `rekey run`: CopyObject and UpdateObjectEncryption sent
+//!   over a lean hyper path (signed, endpoint from the SDK's resolver), everything else
+//!   through [`SdkStore`].
 //! * [`fake`]: an in-process implementation with injectable latency, throttling and
 //!   failures, for unit tests and overhead benchmarks.
 //! * [`client`] builds the aws-sdk-s3 client: the standard credential chain, `--region`,
@@ -12,14 +15,17 @@
 
 pub mod blobs;
 pub mod client;
+pub mod direct;
 pub mod fake;
 pub mod object_store;
 pub mod sdk_store;
 
 pub use blobs::S3Blobs;
 pub use client::{
-    build_client, build_control_client, build_kms_client, EndpointError, S3Settings, DEFAULT_REQUEST_TIMEOUT,
+    build_client, build_control_client, build_kms_client, connect, EndpointError, S3Connection, S3Settings,
+    DEFAULT_REQUEST_TIMEOUT,
 };
+pub use direct::DirectStore;
 pub use fake::{FakeBehaviour, FakeObject, FakeStore};
 pub use object_store::{CopyRequest, HeadResult, ObjectStore, S3CallError, S3ErrorKind, UpdateRequest, WriteResult};
 pub use sdk_store::SdkStore;

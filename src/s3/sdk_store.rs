@@ -111,7 +111,7 @@ impl ObjectStore for SdkStore {
         let with_lock = r.lock.as_ref().is_some_and(|l| !l.is_empty());
         let lock = r.lock.as_ref().map(lock_of).transpose()?.unwrap_or((None, None, None));
         let g = r.grants.unwrap_or_default();
-        let out = self
+        let copy = self
             .client
             .copy_object()
             .bucket(&r.bucket)
@@ -132,19 +132,23 @@ impl ObjectStore for SdkStore {
             .set_grant_full_control(g.full_control)
             .set_grant_read(g.read)
             .set_grant_read_acp(g.read_acp)
-            .set_grant_write_acp(g.write_acp)
-            .customize()
-            .mutate_request(move |req| {
-                // A write with Object Lock retention must carry Content-MD5 or a checksum
-                // (MissingUploadObjectWithObjectLockHeaders otherwise); a copy's body is
-                // empty, so its MD5 is the empty string's.
-                if with_lock {
+            .set_grant_write_acp(g.write_acp);
+        // `.customize()` layers a per-operation config over the client's on every request
+        // (5.8 % of rekey's CPU in a profile of copies): only a locked copy needs it.
+        let out = if with_lock {
+            // A write with Object Lock retention must carry Content-MD5 or a checksum
+            // (MissingUploadObjectWithObjectLockHeaders otherwise); a copy's body is
+            // empty, so its MD5 is the empty string's.
+            copy.customize()
+                .mutate_request(|req| {
                     req.headers_mut().insert("Content-MD5", EMPTY_MD5);
-                }
-            })
-            .send()
-            .await
-            .map_err(call_error)?;
+                })
+                .send()
+                .await
+        } else {
+            copy.send().await
+        }
+        .map_err(call_error)?;
         let c = out.copy_object_result();
         Ok(WriteResult {
             etag: c.and_then(|c| c.e_tag()).map(|e| e.trim_matches('"').to_string()),
