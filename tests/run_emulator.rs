@@ -181,6 +181,35 @@ async fn the_sdk_request_path_still_runs_a_plan_through_faults() {
     assert_eq!(assert_all_migrated(&f).await, 120);
 }
 
+/// An endpoint set for S3 alone (`AWS_ENDPOINT_URL_S3`) is a custom endpoint as much as
+/// `AWS_ENDPOINT_URL` is: path-style, or every request would go to `BUCKET.127.0.0.1`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_s3_only_endpoint_setting_is_addressed_path_style() {
+    let f = fixture(Moto::start(), 40, 9).await;
+    let env: Vec<(String, String)> = f
+        .moto
+        .env_for_cli()
+        .into_iter()
+        // By name: the endpoint rules address an IP literal path-style on their own.
+        .map(|(k, v)| {
+            if k == "AWS_ENDPOINT_URL" {
+                ("AWS_ENDPOINT_URL_S3".to_string(), v.replace("127.0.0.1", "localhost"))
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
+    let out = Command::new(rekey_bin())
+        .args(run_args(&f.state, &["--skip-preflight", "--max-attempts", "2"]))
+        .env_remove("AWS_ENDPOINT_URL")
+        .envs(env)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "run failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(count(&status(&f), "by_status", "done"), 40);
+    assert_eq!(assert_all_migrated(&f).await, 40);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn objects_changed_or_deleted_after_the_inventory_are_never_clobbered() {
     let f = fixture(Moto::start(), 60, 2).await;

@@ -138,13 +138,16 @@ pub async fn connect(s: &S3Settings) -> Result<S3Connection, EndpointError> {
         loader = loader.endpoint_url(url);
     }
     let shared = loader.load().await;
-    // Emulators and most S3-compatible stores only speak path-style.
-    let custom_endpoint = shared.endpoint_url().is_some();
+    // Emulators and most S3-compatible stores only speak path-style. The S3-only setting
+    // (AWS_ENDPOINT_URL_S3, a profile's `services` section) is a custom endpoint too:
+    // asked only `shared.endpoint_url()`, such a setup went virtual-hosted.
+    let endpoint_url = s3_endpoint_url(&shared, s.endpoint_url.as_deref());
+    let custom_endpoint = shared.endpoint_url().is_some() || endpoint_url.is_some();
     let force_path_style = custom_endpoint && !s.virtual_host;
     let conf = aws_sdk_s3::config::Builder::from(&shared).force_path_style(force_path_style).build();
     let endpoints = super::direct::endpoint::EndpointSettings {
         region: conf.region().map(|r| r.as_ref().to_string()),
-        endpoint_url: s3_endpoint_url(&shared, s.endpoint_url.as_deref()),
+        endpoint_url,
         force_path_style,
         use_fips: shared.use_fips(),
         use_dual_stack: shared.use_dual_stack(),

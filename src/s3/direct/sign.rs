@@ -339,6 +339,38 @@ mod tests {
             .collect()
     }
 
+    /// AWS's own worked example ("Signature Calculations for the Authorization Header:
+    /// Transferring Payload in a Single Chunk", GET Object): a reference independent of both
+    /// aws-sigv4 and this signer.
+    #[test]
+    fn aws_documented_get_object_example() {
+        let id = Arc::new(Identity::from(Credentials::new(
+            "AKIAIOSFODNN7EXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            None,
+            None,
+            "test",
+        )));
+        let headers = [("host", "examplebucket.s3.amazonaws.com".to_string()), ("range", "bytes=0-9".to_string())];
+        let r = ToSign {
+            method: "GET",
+            url: "https://examplebucket.s3.amazonaws.com/test.txt",
+            headers: &headers,
+            body: b"",
+            region: "us-east-1",
+        };
+        // 2013-05-24T00:00:00Z
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_369_353_600);
+        let out = Signer::default().sign(&id, &r, at).unwrap();
+        let get = |n: &str| out.iter().find(|(k, _)| k.as_str() == n).map(|(_, v)| v.as_str()).unwrap();
+        assert_eq!(get("x-amz-date"), "20130524T000000Z");
+        assert_eq!(get("x-amz-content-sha256"), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        let auth = get("authorization");
+        assert!(auth.contains("Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request"), "{auth}");
+        assert!(auth.contains("SignedHeaders=host;range;x-amz-content-sha256;x-amz-date"), "{auth}");
+        assert!(auth.ends_with("Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"), "{auth}");
+    }
+
     fn identity(token: Option<&str>) -> Arc<Identity> {
         Arc::new(Identity::from(Credentials::new(
             "AKIDEXAMPLE",
