@@ -84,11 +84,23 @@ pub fn encode_form_key(key: &str) -> String {
 /// Percent-encode a key for a URL path or `x-amz-copy-source`: `/` and unreserved characters
 /// stay, everything else (space included) becomes `%XX`.
 pub fn encode_path(key: &str) -> String {
-    let mut out = String::with_capacity(key.len() + 8);
-    for &b in key.as_bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => out.push(b as char),
-            _ => out.push_str(&format!("%{b:02X}")),
+    percent_encode(key, b"/")
+}
+
+/// Percent-encode a query value: only RFC 3986's unreserved characters stay, as the SDK's
+/// query writer does.
+pub fn encode_query_value(v: &str) -> String {
+    percent_encode(v, b"")
+}
+
+/// `%XX` for every byte but RFC 3986's unreserved characters and those in `keep`.
+fn percent_encode(s: &str, keep: &[u8]) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for &b in s.as_bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) || keep.contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
         }
     }
     out

@@ -9,7 +9,7 @@ pub fn prepare(r: &UpdateRequest) -> Prepared {
     let mut path_and_query = format!("/{}?encryption", crate::inventory::keys::encode_path(&r.key));
     if let Some(v) = &r.version_id {
         path_and_query.push_str("&versionId=");
-        path_and_query.push_str(&encode_query_value(v));
+        path_and_query.push_str(&crate::inventory::keys::encode_query_value(v));
     }
     let body = format!(
         "<ObjectEncryption xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><SSE-KMS><KMSKeyArn>{}</KMSKeyArn><BucketKeyEnabled>{}</BucketKeyEnabled></SSE-KMS></ObjectEncryption>",
@@ -29,18 +29,6 @@ pub fn prepare(r: &UpdateRequest) -> Prepared {
 /// UpdateObjectEncryption keeps the ETag and version; it reports neither.
 pub fn result(r: UpdateRequest) -> WriteResult {
     WriteResult { etag: None, version_id: r.version_id, kms_key_id: Some(r.kms_key_arn), checksum: None }
-}
-
-/// Percent-encode everything but the unreserved characters, as the SDK's query writer does.
-fn encode_query_value(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for &b in v.as_bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 /// The SDK's XML text escaping.
@@ -87,7 +75,7 @@ mod tests {
         assert_eq!(base64(b"fo"), "Zm8=");
         assert_eq!(base64(b"foo"), "Zm9v");
         assert_eq!(base64(&[0xde, 0xad, 0xbe, 0xef]), "3q2+7w==");
-        assert_eq!(encode_query_value("a b/c+d~é"), "a%20b%2Fc%2Bd~%C3%A9");
+        assert_eq!(crate::inventory::keys::encode_query_value("a b/c+d~é"), "a%20b%2Fc%2Bd~%C3%A9");
         assert_eq!(escape_xml("a&<'\">"), "a&amp;&lt;&apos;&quot;&gt;");
     }
 }
