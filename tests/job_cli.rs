@@ -8,33 +8,16 @@ use rekey::inventory::synthetic::{demo_rows, write_inventory, InventorySpec, FUL
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use support::plan_args;
+use std::process::Output;
+use support::{json, ok, plan_args, rekey_offline as rekey, stderr, stdout};
 
 const CREATED: i64 = 1_764_000_000_000;
 const KEY_US: &str = "arn:aws:kms:us-east-1:111122223333:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
 const KEY_EU: &str = "arn:aws:kms:eu-west-1:111122223333:key/1a2b3c4d-5e6f-4a5b-8c7d-9e8f7a6b5c4d";
 
-fn rekey(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rekey")).args(args).env("AWS_REGION", "us-east-1").output().unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn ok(o: Output) -> Output {
-    assert!(o.status.success(), "rekey failed: {}\n{}", text(&o.stderr), text(&o.stdout));
-    o
-}
-
 fn fails(o: Output) -> String {
-    assert!(!o.status.success(), "rekey should have failed: {}", text(&o.stdout));
-    text(&o.stderr)
-}
-
-fn json(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not one JSON document: {e}: {}", text(&o.stdout)))
+    assert!(!o.status.success(), "rekey should have failed: {}", stdout(&o));
+    stderr(&o)
 }
 
 /// An inventory of `rows` generated rows of `bucket`.
@@ -197,7 +180,7 @@ fn a_job_of_three_inventories_plans_one_checkpoint_each_and_divides_the_share_pe
     assert!(close(by_region[1]["kms_share"].as_f64().unwrap(), 0.5));
     let mut args = vec!["status", "--state"];
     args.extend(states.iter().map(String::as_str));
-    let table = text(&ok(rekey(&args)).stdout);
+    let table = stdout(&ok(rekey(&args)));
     assert!(table.contains("by bucket") && table.contains("by region") && table.contains("media-us"), "{table}");
 }
 
@@ -236,13 +219,13 @@ fn entries_take_their_own_settings_over_the_top_level_and_flags_over_both() {
     assert_eq!(entries[0]["estimate"]["assumptions"]["method"], "auto");
     // The table form names every bucket and region.
     let j2 = job("");
-    let table = text(&ok(rekey(&["estimate", "--job", j2.file.to_str().unwrap(), "--format", "table"])).stdout);
+    let table = stdout(&ok(rekey(&["estimate", "--job", j2.file.to_str().unwrap(), "--format", "table"])));
     for word in ["logs-us", "media-us", "archive-eu", "By bucket", "By region", "us-east-1", "eu-west-1"] {
         assert!(table.contains(word), "{word}: {table}");
     }
     // CSV: the single-plan lines behind entry, bucket and region columns, a share line per
     // entry, and the job's totals.
-    let csv = text(&ok(rekey(&["estimate", "--job", j2.file.to_str().unwrap(), "--format", "csv"])).stdout);
+    let csv = stdout(&ok(rekey(&["estimate", "--job", j2.file.to_str().unwrap(), "--format", "csv"])));
     let mut reader = csv::Reader::from_reader(csv.as_bytes());
     assert_eq!(reader.headers().unwrap().iter().take(4).collect::<Vec<_>>(), ["entry", "bucket", "region", "line"]);
     let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();

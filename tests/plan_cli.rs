@@ -6,8 +6,8 @@ mod support;
 use rekey::inventory::synthetic::{write_inventory, FullRow, InventorySpec, FULL_SCHEMA};
 use rekey::units::{rfc3339_from_ms, GIB};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use support::plan_args;
+use std::process::Output;
+use support::{plan_args, rekey_offline as rekey, stderr};
 
 const CREATED: i64 = 1_764_000_000_000;
 const DAY: i64 = 86_400_000;
@@ -66,14 +66,6 @@ fn inventory(dir: &Path, rows: Vec<Vec<String>>, files: usize) -> PathBuf {
         ..InventorySpec::new(&dir.join("dest-bucket"), "src-bucket", CREATED)
     };
     write_inventory(&spec, rows).unwrap()
-}
-
-fn rekey(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rekey")).args(args).env("AWS_REGION", "us-east-1").output().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn json(o: &Output) -> serde_json::Value {

@@ -1,11 +1,13 @@
 //! `rekey report`, `rekey export batch-ops` and `rekey import batch-ops` on a checkpoint
 //! planned from a generated inventory, with outcomes set directly in SQLite (no emulator).
 
+mod support;
+
 use md5::{Digest, Md5};
 use rekey::inventory::synthetic::{write_inventory, FullRow, InventorySpec, FULL_SCHEMA};
 use rekey::units::GIB;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use support::{ok, rekey_offline as rekey, stderr, stdout};
 
 const CREATED: i64 = 1_764_000_000_000;
 const DAY: i64 = 86_400_000;
@@ -34,23 +36,6 @@ fn rows() -> Vec<Vec<String>> {
         row("fail.txt", "v8", 100, "STANDARD", "SSE-S3"),    // update, set failed
         row("changed.txt", "v9", 100, "STANDARD", "NOT-SSE"), // copy, set changed
     ]
-}
-
-fn rekey(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rekey")).args(args).env("AWS_REGION", "us-east-1").output().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn ok(o: Output) -> Output {
-    assert!(o.status.success(), "rekey failed: {}\n{}", stderr(&o), stdout(&o));
-    o
 }
 
 /// A plan of [`rows`] with some outcomes recorded: `AWKWARD_DONE` done, `fail.txt`

@@ -7,33 +7,12 @@ use rekey::inventory::synthetic::{demo_rows, write_inventory, InventorySpec, FUL
 use rekey::plan::shard::shard_of;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use support::plan_args;
+use std::process::Output;
+use support::{json, ok, plan_args, rekey_offline as rekey, stderr, stdout};
 
 const CREATED: i64 = 1_764_000_000_000;
 const KEY: &str = "arn:aws:kms:us-east-1:111122223333:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
 const ROWS: usize = 3_000;
-
-fn rekey(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rekey")).args(args).env("AWS_REGION", "us-east-1").output().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn ok(o: Output) -> Output {
-    assert!(o.status.success(), "rekey failed: {}\n{}", stderr(&o), stdout(&o));
-    o
-}
-
-fn json(o: &Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not one JSON document: {e}: {}", stdout(o)))
-}
 
 /// A realistic inventory (every class and encryption, versions, delete markers, locks,
 /// awkward keys) in two data files.

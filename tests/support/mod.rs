@@ -217,6 +217,30 @@ impl Drop for Moto {
     }
 }
 
+/// The `rekey` binary with `args`, no emulator (us-east-1 for anything region-bound).
+pub fn rekey_offline(args: &[&str]) -> std::process::Output {
+    Command::new(rekey_bin()).args(args).env("AWS_REGION", "us-east-1").output().unwrap()
+}
+
+pub fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// `o`, after asserting that rekey succeeded (its output in the message if not).
+pub fn ok(o: std::process::Output) -> std::process::Output {
+    assert!(o.status.success(), "rekey failed: {}\n{}", stderr(&o), stdout(&o));
+    o
+}
+
+/// stdout as one JSON document.
+pub fn json(o: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not one JSON document: {e}: {}", stdout(o)))
+}
+
 /// `rekey plan --inventory MANIFEST --kms-key KEY --state STATE`, then `extra`.
 pub fn plan_args<'a>(
     manifest: &'a std::path::Path,
