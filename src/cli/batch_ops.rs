@@ -37,7 +37,7 @@ use std::collections::BTreeMap;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-/// The Batch Operations Copy operation takes objects "up to 5 GB" (s3-kms-facts.md §4.3).
+/// The Batch Operations Copy operation takes objects "up to 5 GB" (docs/s3-facts.md §4.3).
 pub const BATCH_COPY_MAX_BYTES: u64 = 5 * GIB;
 
 /// Storage classes the Copy operation's `StorageClass` accepts (S3StorageClass). A copy

@@ -138,7 +138,7 @@ pub(super) fn config(args: &RunArgs, cp: &Checkpoint) -> Result<(RunConfig, S3Se
         preserve_lock: args.preserve_lock,
     };
     if let Some(p) = args.part_size {
-        // S3's part-size bounds (s3-kms-facts.md §5): 5 MiB to 5 GiB.
+        // S3's part-size bounds (docs/s3-facts.md §5): 5 MiB to 5 GiB.
         if !(5 << 20..=5 << 30).contains(&p.0) {
             bail!("--part-size {}: must be between 5MiB and 5GiB (S3's part-size limits)", p.0);
         }

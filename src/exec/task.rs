@@ -6,7 +6,7 @@
 //! waiters on a governor limiter wake together and spin). Between attempts the task
 //! holds no slot: a backoff sleep costs nothing but memory.
 //!
-//! How an answer is handled (issue "execution", s3-kms-facts.md §2.3, §5):
+//! How an answer is handled (issue "execution", docs/s3-facts.md §2.3, §5):
 //! * success: done, with the ETag, version, key and checksum S3 reports;
 //! * 412 on the copy's If-Match: HEAD. Already SSE-KMS under the key means an earlier run
 //!   did it but had not recorded it (done); anything else means another writer changed
@@ -17,7 +17,7 @@
 //!   bucket that was throttled;
 //! * anything else: failed, and not retried by a later run.
 //!
-//! Copies keep what S3 would drop (s3-kms-facts.md §5): the storage class is always sent
+//! Copies keep what S3 would drop (docs/s3-facts.md §5): the storage class is always sent
 //! (but for STANDARD), the website redirect is re-sent from a HEAD (`--preserve-redirect`),
 //! ACL grants are re-applied from GetObjectAcl (`--preserve-acl`), and Object Lock
 //! settings are carried onto the new version (`--preserve-lock`, on by default).

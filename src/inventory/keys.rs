@@ -1,6 +1,6 @@
 //! Object keys in CSV inventories are URL-encoded as HTML form data: `+` is a space, `%XX`
 //! a byte, and the bytes are UTF-8. So `a b+c%.txt` is written `a+b%2Bc%25.txt`
-//! (s3-kms-facts.md §1.3: "the key name is URL-encoded and must be decoded"; spaces as `+`
+//! (docs/s3-facts.md §1.3: "the key name is URL-encoded and must be decoded"; spaces as `+`
 //! per cloud-custodian#1997). Batch Operations manifests use the same encoding, and `%20`
 //! decodes to a space here too, so hand-written manifests work as well.
 
@@ -133,7 +133,7 @@ mod tests {
 
     #[test]
     fn real_inventory_key_keeps_slashes() {
-        // From the dandiarchive inventory (shared/samples/real-dandi-s3invsync).
+        // From the dandiarchive inventory (tests/data/real/real-dandi-s3invsync).
         assert_eq!(
             decode_form_key(b"dandiarchive/hive/dt%3D2024-05-07-01-00/symlink.txt").unwrap(),
             "dandiarchive/hive/dt=2024-05-07-01-00/symlink.txt"

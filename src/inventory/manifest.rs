@@ -1,4 +1,4 @@
-//! `manifest.json`: the index of one inventory report (s3-kms-facts.md §1.2).
+//! `manifest.json`: the index of one inventory report (docs/s3-facts.md §1.2).
 //!
 //! Real AWS manifests are Jackson-formatted and carry `creationTimestamp` as a string of
 //! epoch milliseconds; `files[].key` is the data file's full key in the destination bucket.
@@ -115,7 +115,7 @@ pub fn hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/samples/real-orcabus-filemanager");
+    const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/real/real-orcabus-filemanager");
 
     fn sample(name: &str) -> Vec<u8> {
         std::fs::read(format!("{SAMPLES}/{name}")).unwrap_or_else(|e| panic!("{SAMPLES}/{name}: {e}"))

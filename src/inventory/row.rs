@@ -1,6 +1,6 @@
 //! One inventory row, decoded from its CSV record.
 //!
-//! Value sets and conventions are those of real S3 Inventory output (s3-kms-facts.md §1.3,
+//! Value sets and conventions are those of real S3 Inventory output (docs/s3-facts.md §1.3,
 //! §1.4): every field may be quoted, `""` means absent, booleans are `true`/`false`, dates
 //! are RFC 3339, and delete markers leave Size, ETag, StorageClass and EncryptionStatus
 //! empty.
@@ -311,7 +311,7 @@ mod tests {
 
     #[test]
     fn decodes_real_sample_row() {
-        // Row 3 of shared/samples/real-orcabus-filemanager/csv_inventory.csv.
+        // Row 3 of tests/data/real/real-orcabus-filemanager/csv_inventory.csv.
         let row = decoder(SAMPLE_SCHEMA)
             .decode(&record(r#""filemanager-inventory-test","inventory-test/key1","tpinzcbxOfWpZsmjvVgdHEvSohsY4TA0","true","false","5","2024-05-06T22:44:22.000Z","d8e8fca2dc0f896fd7cb4cb0031ba249","STANDARD","false","","SSE-S3","","","","","DISABLED","""#))
             .unwrap();

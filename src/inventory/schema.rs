@@ -1,7 +1,7 @@
 //! Column positions, looked up by name from the manifest's `fileSchema`.
 //!
 //! Columns are never indexed by position: AWS adds optional fields over time and their
-//! order follows the configuration (s3-kms-facts.md §1.2, §1.4), so unknown names are
+//! order follows the configuration (docs/s3-facts.md §1.2, §1.4), so unknown names are
 //! accepted and ignored.
 
 use thiserror::Error;

@@ -1,6 +1,6 @@
 //! Writing inventories in the real S3 format, for `rekey demo`, tests and benchmarks.
 //!
-//! The layout is the one S3 delivers to a destination bucket (s3-kms-facts.md §1.1):
+//! The layout is the one S3 delivers to a destination bucket (docs/s3-facts.md §1.1):
 //!
 //! ```text
 //! ROOT/PREFIX/SOURCE-BUCKET/CONFIG/YYYY-MM-DDTHH-MMZ/manifest.json (+ manifest.checksum)

@@ -3,7 +3,7 @@
 //! The order of the rules matters (the first match wins) and is documented in the
 //! README. The facts behind them: UpdateObjectEncryption refuses NOT-SSE, DSSE-KMS and
 //! SSE-C sources and any object under retention or legal hold, and needs no restore
-//! (s3-kms-facts.md §0); CopyObject cannot read GLACIER / DEEP_ARCHIVE objects or
+//! (docs/s3-facts.md §0); CopyObject cannot read GLACIER / DEEP_ARCHIVE objects or
 //! archived Intelligent-Tiering tiers without a restore (§4.6).
 
 use crate::inventory::{EncryptionStatus, InventoryRow, StorageClass};
@@ -139,7 +139,7 @@ pub struct ClassifyOptions {
     pub multipart_threshold: u64,
 }
 
-/// CopyObject copies at most 5 GiB in one request (s3-kms-facts.md §5).
+/// CopyObject copies at most 5 GiB in one request (docs/s3-facts.md §5).
 pub const MAX_SINGLE_COPY: u64 = 5 * GIB;
 
 impl Default for ClassifyOptions {

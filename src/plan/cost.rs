@@ -1,6 +1,6 @@
 //! What each planned object costs, and the totals.
 //!
-//! Per object (s3-kms-facts.md §0, §3, §4; the README's "Cost model" says the same):
+//! Per object (docs/s3-facts.md §0, §3, §4; the README's "Cost model" says the same):
 //! * `update`: 1 PUT-class request at the STANDARD price (UpdateObjectEncryption is
 //!   "always charged as an S3 Standard storage class request"), 1 KMS request.
 //! * `copy`: 1 PUT-class request at the object's class price, 1 KMS request, retrieval of
@@ -134,7 +134,7 @@ impl CostModel {
 }
 
 /// The account's KMS request quota for symmetric cryptographic operations, requests/s
-/// (s3-kms-facts.md §2.1: the current default table).
+/// (docs/s3-facts.md §2.1: the current default table).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct KmsQuota {
     pub rps: f64,

@@ -4,7 +4,7 @@
 //! A job file may list several `[[inventories]]`, across buckets and regions, each with
 //! its own KMS key. Each is planned into its own checkpoint, but KMS throttles per account
 //! and Region: "Throttling is based on all requests on KMS keys of all types in the
-//! Region" and "AWS KMS throttles the account that makes the requests" (s3-kms-facts.md
+//! Region" and "AWS KMS throttles the account that makes the requests" (docs/s3-facts.md
 //! §2.1). So the entries of one region share that region's `--kms-share`, and entries in
 //! different regions do not compete at all.
 //!

@@ -1,4 +1,4 @@
-//! The price table behind every estimate: us-east-1 list prices (s3-kms-facts.md §4),
+//! The price table behind every estimate: us-east-1 list prices (docs/s3-facts.md §4),
 //! overridable one value at a time with `--prices FILE.toml`:
 //!
 //! ```toml

@@ -289,7 +289,7 @@ fn empty_inventories_are_valid() {
 
 #[test]
 fn real_sample_inventory() {
-    let samples = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/samples/real-orcabus-filemanager");
+    let samples = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/real/real-orcabus-filemanager");
     let (e, stats) =
         build_plan(&config(Path::new(&format!("{samples}/csv_inventory_manifest.json"))), None, None).unwrap();
     let total = std::fs::read_to_string(format!("{samples}/csv_inventory.csv")).unwrap().lines().count() as u64;

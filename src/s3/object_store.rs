@@ -74,7 +74,7 @@ impl Grants {
 }
 
 /// Everything a multipart copy must set on CreateMultipartUpload, since UploadPartCopy
-/// copies bytes only (s3-kms-facts.md §3, §5).
+/// copies bytes only (docs/s3-facts.md §3, §5).
 #[derive(Debug, Clone, Default)]
 pub struct CreateMultipartRequest {
     pub bucket: String,
@@ -218,7 +218,7 @@ impl fmt::Display for S3CallError {
 
 impl std::error::Error for S3CallError {}
 
-/// Classify an S3 error from its HTTP status, code and message (s3-kms-facts.md §2.3, §2.4:
+/// Classify an S3 error from its HTTP status, code and message (docs/s3-facts.md §2.3, §2.4:
 /// KMS throttling is `503 SlowDown` with a message naming AWS KMS; KMS key problems are
 /// `KMS.*` 400s; a 200 may carry an embedded `<Error>`).
 pub fn classify(status: Option<u16>, code: &str, message: &str) -> S3ErrorKind {

@@ -365,7 +365,7 @@ impl ObjectStore for SdkStore {
             .upload_id(upload_id)
             .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
             // Without it, a write that lands after the last part was read would be
-            // overwritten by the old bytes (S3 conditional writes, s3-kms-facts.md §5).
+            // overwritten by the old bytes (S3 conditional writes, docs/s3-facts.md §5).
             .set_if_match(if_match.map(|e| format!("\"{}\"", e.trim_matches('"'))))
             .send()
             .await
