@@ -22,3 +22,4 @@ pub mod plan;
 pub mod s3;
 pub mod store;
 pub mod units;
+pub mod vocab;

@@ -1,5 +1,5 @@
 //! The `rekey` binary: parse, run, and turn any error into one line and an exit code
-//! (1, or the one a command chose: see `cli::run_cmd`).
+//! (`rekey::cli::ExitCode`: 1, or the one a command chose; 2 is clap's usage error).
 //! Everything else lives in the library (`src/lib.rs`).
 
 use clap::Parser;
@@ -12,16 +12,19 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("rekey: error: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(rekey::cli::ExitCode::Error.code());
         }
     };
     match rekey::cli::run(cli, &runtime) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            if let Some(usage) = e.downcast_ref::<clap::Error>() {
+                usage.exit();
+            }
             // One line, whatever the cause carries (keys may hold newlines).
             let msg = format!("{e:#}").replace('\r', "\\r").replace('\n', "\\n");
             eprintln!("rekey: error: {msg}");
-            ExitCode::from(e.downcast_ref::<rekey::cli::Exit>().map(|x| x.code).unwrap_or(1))
+            ExitCode::from(rekey::cli::exit::code_of(&e).code())
         }
     }
 }

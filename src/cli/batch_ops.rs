@@ -24,12 +24,13 @@
 //! three-digit number is the HTTP status.
 
 use super::settings::PlanSettings;
-use super::Exit;
+use super::usage_error;
 use crate::inventory::keys::{decode_form_key, encode_path};
 use crate::inventory::BlobStore;
 use crate::plan::prices::PriceTable;
-use crate::store::{Checkpoint, ImportEffect, ImportedOutcome, ReportRow};
+use crate::store::{Checkpoint, ImportEffect, ImportedOutcome, ObjectStatus, ReportRow};
 use crate::units::{human_bytes, thousands, GIB};
+use crate::vocab::Method;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use md5::{Digest, Md5};
@@ -51,7 +52,7 @@ const COPY_CLASSES: [&str; 5] = ["STANDARD", "STANDARD_IA", "ONEZONE_IA", "INTEL
 /// One object as a completion-report line: Bucket, Key (percent-encoded), VersionId,
 /// TaskStatus, HTTP status, error code, ResultMessage (see the module doc for the order).
 pub fn completion_record(r: &ReportRow) -> [String; 7] {
-    let done = r.status == "done";
+    let done = r.status == ObjectStatus::Done;
     let code = match (&r.error_code, r.status.as_str()) {
         (_, "done") => String::new(),
         (Some(c), _) => c.clone(),
@@ -205,19 +206,18 @@ struct Job {
     file: BufWriter<std::fs::File>,
     md5: Md5,
     /// Objects by (method, storage class), to cost the job from the estimate's breakdown.
-    by_line: BTreeMap<(String, String), u64>,
+    by_line: BTreeMap<(Method, String), u64>,
 }
 
 pub fn export(args: ExportArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
     if args.account_id.len() != 12 || !args.account_id.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(Exit::new(2, format!("--account-id '{}': an AWS account id is 12 digits", args.account_id)).into());
+        return Err(usage_error(format!("--account-id '{}': an AWS account id is 12 digits", args.account_id)));
     }
     if !(args.role_arn.starts_with("arn:") && args.role_arn.contains(":iam::") && args.role_arn.contains(":role/")) {
-        return Err(Exit::new(
-            2,
-            format!("--role-arn '{}': expected an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)", args.role_arn),
-        )
-        .into());
+        return Err(usage_error(format!(
+            "--role-arn '{}': expected an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)",
+            args.role_arn
+        )));
     }
     let cp = Checkpoint::open(&args.state)?;
     let run = cp.run()?;
@@ -250,7 +250,7 @@ pub fn export(args: ExportArgs, runtime: &tokio::runtime::Runtime) -> Result<()>
     let mut jobs: BTreeMap<(String, String, String), Job> = BTreeMap::new();
     let mut local: BTreeMap<&'static str, u64> = BTreeMap::new();
     cp.for_each_todo(|o| -> Result<()> {
-        let (op, class) = if o.method == "update" {
+        let (op, class) = if o.method == Method::Update {
             ("update", String::new())
         } else {
             match (o.size, o.storage_class.as_deref()) {
@@ -302,7 +302,7 @@ pub fn export(args: ExportArgs, runtime: &tokio::runtime::Runtime) -> Result<()>
         job.md5.update(line.as_bytes());
         job.objects += 1;
         job.bytes += o.size.unwrap_or(0);
-        *job.by_line.entry((o.method.clone(), o.storage_class.clone().unwrap_or_default())).or_default() += 1;
+        *job.by_line.entry((o.method, o.storage_class.clone().unwrap_or_default())).or_default() += 1;
         Ok(())
     })?;
 
@@ -619,14 +619,14 @@ fn safe_name(s: &str) -> String {
 
 /// The estimate's cost of `by_line` objects: each (method, class) breakdown line's total,
 /// pro rata. These are the S3 and KMS requests either route pays.
-fn line_cost(estimate: &serde_json::Value, by_line: &BTreeMap<(String, String), u64>) -> f64 {
+fn line_cost(estimate: &serde_json::Value, by_line: &BTreeMap<(Method, String), u64>) -> f64 {
     let lines = estimate["breakdown"].as_array().cloned().unwrap_or_default();
     by_line
         .iter()
         .map(|((method, class), n)| {
             lines
                 .iter()
-                .find(|l| l["method"].as_str() == Some(method) && l["storage_class"].as_str() == Some(class))
+                .find(|l| l["method"].as_str() == Some(method.as_str()) && l["storage_class"].as_str() == Some(class))
                 .and_then(|l| Some(l["total_usd"].as_f64()? / l["objects"].as_f64().filter(|o| *o > 0.0)?))
                 .map(|per| per * *n as f64)
                 .unwrap_or(0.0)

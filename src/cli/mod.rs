@@ -14,6 +14,7 @@
 pub mod batch_ops;
 pub mod connect;
 pub mod demo;
+pub mod exit;
 pub mod job;
 pub mod logging;
 pub mod output;
@@ -24,6 +25,8 @@ pub mod report_cmd;
 pub mod run_cmd;
 pub mod settings;
 pub mod verify_cmd;
+
+pub use exit::{usage_error, Exit, ExitCode};
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
@@ -101,19 +104,5 @@ pub fn run(cli: Cli, runtime: &tokio::runtime::Runtime) -> Result<()> {
         Command::Report(args) => report_cmd::run(args),
         Command::Export(ExportCommand::BatchOps(args)) => batch_ops::export(args, runtime),
         Command::Import(ImportCommand::BatchOps(args)) => batch_ops::import(args, runtime),
-    }
-}
-
-/// An error that ends the process with a specific exit code (see `run_cmd`).
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct Exit {
-    pub code: u8,
-    pub message: String,
-}
-
-impl Exit {
-    pub fn new(code: u8, message: String) -> Exit {
-        Exit { code, message }
     }
 }

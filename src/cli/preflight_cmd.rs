@@ -16,7 +16,7 @@
 
 use super::run_cmd::{config, likely_cause, RunArgs};
 use super::settings::KeyArn;
-use super::Exit;
+use super::{Exit, ExitCode};
 use crate::exec::progress::ProgressMode;
 use crate::exec::{RunConfig, StopReason, Stopper};
 use crate::inventory::StorageClass;
@@ -100,7 +100,7 @@ pub struct PlanFacts {
     /// (sizes × storage price, before per-object minimums).
     pub copies_storage_usd_per_month: f64,
     /// Planned objects by method (`update`, `copy`, `multipart_copy`).
-    pub planned: BTreeMap<String, u64>,
+    pub planned: BTreeMap<Method, u64>,
     /// S3 is reached through a custom endpoint (an emulator or an S3-compatible store).
     pub custom_endpoint: bool,
 }
@@ -156,7 +156,7 @@ impl PlanFacts {
     }
 
     fn planned(&self, m: Method) -> u64 {
-        self.planned.get(m.as_str()).copied().unwrap_or(0)
+        self.planned.get(&m).copied().unwrap_or(0)
     }
 
     fn copies(&self) -> u64 {
@@ -829,7 +829,7 @@ pub async fn before_run(
     print_checklist(&checks, verbose);
     if let Some(f) = failures(&checks) {
         return Err(Exit::new(
-            7,
+            ExitCode::PreflightFailed,
             format!(
                 "pre-flight failed, no object was touched: {f}. Fix it and run `{resume}` again (--skip-preflight runs without these checks)"
             ),
@@ -841,7 +841,7 @@ pub async fn before_run(
     if let Some(f) = failures(&canary) {
         let done = canary.iter().filter(|c| c.verdict == Verdict::Ok).count();
         return Err(Exit::new(
-            7,
+            ExitCode::PreflightFailed,
             format!(
                 "pre-flight canary failed ({done} canary objects re-encrypted, nothing else touched): {f}. Fix it and run `{resume}` again"
             ),
@@ -887,7 +887,7 @@ pub fn run(args: PreflightArgs, runtime: &tokio::runtime::Runtime) -> Result<()>
             checks.extend(canary);
         }
         match failures(&checks) {
-            Some(f) => Err(Exit::new(7, format!("pre-flight failed: {f}")).into()),
+            Some(f) => Err(Exit::new(ExitCode::PreflightFailed, format!("pre-flight failed: {f}")).into()),
             None => {
                 eprintln!("rekey: pre-flight passed ({} warnings)", warnings(&checks));
                 Ok(())

@@ -88,9 +88,9 @@ fn csv_record(r: &ReportRow) -> [String; 24] {
         r.size.map(|s| s.to_string()).unwrap_or_default(),
         o(&r.storage_class),
         o(&r.encryption),
-        o(&r.method),
-        o(&r.skip_reason),
-        r.status.clone(),
+        r.method.map(|m| m.to_string()).unwrap_or_default(),
+        r.skip_reason.map(|s| s.to_string()).unwrap_or_default(),
+        r.status.to_string(),
         o(&r.etag),
         o(&r.new_etag),
         o(&r.new_version_id),
@@ -101,7 +101,7 @@ fn csv_record(r: &ReportRow) -> [String; 24] {
         r.retryable.to_string(),
         o(&r.note),
         o(&r.new_checksum),
-        o(&r.verify_verdict),
+        r.verify_verdict.map(|v| v.as_str().to_string()).unwrap_or_default(),
         o(&r.verify_detail),
         o(&r.verified_at),
         o(&r.finished_at),
@@ -158,15 +158,15 @@ fn summary(cp: &Checkpoint, written: u64, out: &str) -> Result<String> {
     let counts = cp.counts()?;
     let errors = cp.error_code_counts()?;
     let mut s = format!("wrote {} rows to {out}\n", thousands(written));
-    let section = |s: &mut String, title: &str, m: &BTreeMap<String, u64>| {
+    fn section<K: std::fmt::Display>(s: &mut String, title: &str, m: &BTreeMap<K, u64>) {
         s.push_str(&format!("{title}\n"));
         if m.is_empty() {
             s.push_str("  (none)\n");
         }
         for (k, v) in m {
-            s.push_str(&format!("  {k:<28} {:>14}\n", thousands(*v)));
+            s.push_str(&format!("  {:<28} {:>14}\n", k.to_string(), thousands(*v)));
         }
-    };
+    }
     section(&mut s, "by status", &counts.by_status);
     section(&mut s, "by method", &counts.by_method);
     section(&mut s, "skipped, by reason", &counts.by_skip_reason);

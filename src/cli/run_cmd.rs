@@ -7,20 +7,20 @@
 //! Before the first object, the pre-flight checks of [`super::preflight_cmd`] run (the key,
 //! the bucket, then a canary of one object per method), unless `--skip-preflight`.
 //!
-//! Exit codes: 0 all done; 2 finished but some objects failed; 3 the circuit breaker
+//! Exit codes ([`super::ExitCode`]): 0 all done; 8 finished but some objects failed; 3 the circuit breaker
 //! opened; 4 more failures than `--max-failures`; 5 the checkpoint could not be written;
 //! 6 `rekey verify` found objects not as planned (mismatch, missing or error); 7 a
 //! pre-flight check failed (nothing touched but the canary objects); 130 interrupted.
 //! Every stop leaves a consistent checkpoint that `rekey run` resumes.
 
 use super::settings::PlanSettings;
-use super::Exit;
+use super::{usage_error, Exit, ExitCode};
 use crate::exec::progress::{ProgressMode, ProgressSnapshot};
 use crate::exec::task::Fidelity;
 use crate::exec::{FailureBudget, RetryPolicy, RunConfig, RunReport, StopReason, Stopper};
 use crate::plan::{KmsQuota, PriceTable};
 use crate::s3::{connect, DirectStore, S3Settings, SdkStore};
-use crate::store::Checkpoint;
+use crate::store::{Checkpoint, ObjectStatus, Verdict};
 use crate::units::{human_bytes, human_duration, thousands};
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -181,9 +181,11 @@ pub fn run(args: RunArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
     if !args.skip_preflight {
         let checked = runtime.block_on(super::preflight_cmd::before_run(&client, &s3, &cfg, !quiet, &stopper));
         if stopper.reason() == Some(StopReason::Interrupted) {
-            return Err(
-                Exit::new(130, format!("interrupted during the pre-flight checks; resume with `{resume}`")).into()
-            );
+            return Err(Exit::new(
+                ExitCode::Interrupted,
+                format!("interrupted during the pre-flight checks; resume with `{resume}`"),
+            )
+            .into());
         }
         checked?;
     }
@@ -302,21 +304,21 @@ fn finish(args: &RunArgs, r: &RunReport, quiet: bool) -> Result<()> {
         );
     }
     match &r.stop {
-        None if s.failed > 0 => Err(Exit::new(2, format!("{} objects failed; fix the cause and run `{resume}` to retry the retryable ones", s.failed)).into()),
+        None if s.failed > 0 => Err(Exit::new(ExitCode::SomeFailed, format!("{} objects failed; fix the cause and run `{resume}` to retry the retryable ones", s.failed)).into()),
         None => Ok(()),
-        Some(StopReason::Interrupted) => Err(Exit::new(130, format!("interrupted; resume with `{resume}`")).into()),
-        Some(StopReason::Breaker { code, message }) => Err(Exit::new(3, format!(
+        Some(StopReason::Interrupted) => Err(Exit::new(ExitCode::Interrupted, format!("interrupted; resume with `{resume}`")).into()),
+        Some(StopReason::Breaker { code, message }) => Err(Exit::new(ExitCode::Breaker, format!(
             "stopped at the first sign that no object can succeed: {code}: {message}. Likely cause: {}. \
              The role running rekey needs kms:GenerateDataKey, kms:Decrypt, kms:Encrypt and kms:ReEncrypt* on the key, \
              and s3:PutObject, s3:UpdateObjectEncryption, s3:GetObject and s3:GetObjectTagging on the objects. \
              Nothing was lost; fix it and run `{resume}`",
             likely_cause(code)
         )).into()),
-        Some(StopReason::MaxFailures { failed, limit }) => Err(Exit::new(4, format!(
+        Some(StopReason::MaxFailures { failed, limit }) => Err(Exit::new(ExitCode::TooManyFailures, format!(
             "stopped: {failed} objects failed, more than --max-failures allows ({limit}); see `rekey status --state {}`, then `{resume}`",
             args.state.display()
         )).into()),
-        Some(StopReason::Checkpoint(e)) => Err(Exit::new(5, format!("stopped: the checkpoint could not be written or read ({e}); free space or fix the file, then `{resume}`")).into()),
+        Some(StopReason::Checkpoint(e)) => Err(Exit::new(ExitCode::Checkpoint, format!("stopped: the checkpoint could not be written or read ({e}); free space or fix the file, then `{resume}`")).into()),
     }
 }
 
@@ -347,7 +349,7 @@ struct FileStatus {
     kms_share: f64,
     counts: crate::store::StatusCounts,
     todo: crate::store::TodoTotals,
-    verdicts: BTreeMap<String, u64>,
+    verdicts: BTreeMap<Verdict, u64>,
     progress: Option<ProgressSnapshot>,
     /// A run is going on now (its process is alive).
     live: bool,
@@ -431,16 +433,10 @@ impl FileStatus {
     }
 }
 
-fn add_counts(into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>) {
-    for (k, v) in from {
-        *into.entry(k.clone()).or_default() += v;
-    }
-}
-
-fn count_section(out: &mut String, title: &str, m: &BTreeMap<String, u64>) {
+fn count_section<K: std::fmt::Display>(out: &mut String, title: &str, m: &BTreeMap<K, u64>) {
     out.push_str(&format!("{title}\n"));
     for (k, v) in m {
-        out.push_str(&format!("  {k:<20} {:>14}\n", thousands(*v)));
+        out.push_str(&format!("  {:<20} {:>14}\n", k.to_string(), thousands(*v)));
     }
 }
 
@@ -451,7 +447,7 @@ pub fn status(args: StatusArgs) -> Result<()> {
     for p in &args.state {
         let id = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
         if !seen.insert(id) {
-            return Err(Exit::new(2, format!("--state {}: given twice; it would be counted twice", p.display())).into());
+            return Err(usage_error(format!("--state {}: given twice; it would be counted twice", p.display())));
         }
     }
     let files = args.state.iter().map(|p| FileStatus::load(p)).collect::<Result<Vec<_>>>()?;
@@ -471,10 +467,10 @@ pub fn status(args: StatusArgs) -> Result<()> {
         live: false,
     };
     for f in &files {
-        add_counts(&mut sum.counts.by_status, &f.counts.by_status);
-        add_counts(&mut sum.counts.by_method, &f.counts.by_method);
-        add_counts(&mut sum.counts.by_skip_reason, &f.counts.by_skip_reason);
-        add_counts(&mut sum.verdicts, &f.verdicts);
+        sum.counts.add(&f.counts);
+        for (v, n) in &f.verdicts {
+            *sum.verdicts.entry(*v).or_default() += n;
+        }
         sum.todo.objects += f.todo.objects;
         sum.todo.bytes += f.todo.bytes;
     }
@@ -596,8 +592,8 @@ impl Group {
         for f in files {
             let g = groups.entry(key(f)).or_default();
             g.files += 1;
-            g.done += f.counts.by_status.get("done").copied().unwrap_or(0);
-            g.failed += f.counts.by_status.get("failed").copied().unwrap_or(0);
+            g.done += f.counts.status(ObjectStatus::Done);
+            g.failed += f.counts.status(ObjectStatus::Failed);
             g.todo += f.todo.objects;
             g.kms_quota_rps = g.kms_quota_rps.max(f.kms_quota_rps);
             g.kms_share += f.kms_share;

@@ -13,7 +13,7 @@
 //! and transient failures are retried with backoff. Exit 6 when any object is not `ok`.
 
 use super::settings::PlanSettings;
-use super::Exit;
+use super::{Exit, ExitCode};
 use crate::exec::RetryPolicy;
 use crate::plan::classify::Method;
 use crate::s3::object_store::{same_kms_key, S3CallError, S3ErrorKind};
@@ -222,7 +222,7 @@ pub fn run(args: VerifyArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
     let state = args.state.display();
     if tally.interrupted {
         let message = format!("interrupted after {checked} of {total} objects; their verdicts are recorded in {state}");
-        return Err(Exit::new(130, message).into());
+        return Err(Exit::new(ExitCode::Interrupted, message).into());
     }
     if not_ok > 0 {
         let counts = [Verdict::Mismatch, Verdict::Missing, Verdict::Error]
@@ -235,7 +235,7 @@ pub fn run(args: VerifyArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
             "{not_ok} of {checked} objects are not as planned ({counts}); \
              each object's verify_verdict and verify_detail are in {state}"
         );
-        return Err(Exit::new(6, message).into());
+        return Err(Exit::new(ExitCode::VerifyMismatch, message).into());
     }
     Ok(())
 }

@@ -606,7 +606,8 @@ fn finish<S>(ctx: &TaskContext<S>, out: OutcomeRecord, item: &WorkItem) -> Outco
         ObjectStatus::NeedsRestore => {
             c.needs_restore.fetch_add(1, Relaxed);
         }
-        ObjectStatus::Pending => {}
+        // A task never ends an object as Skipped: skipped rows are never read as work.
+        ObjectStatus::Pending | ObjectStatus::Skipped => {}
     }
     out
 }

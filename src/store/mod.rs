@@ -8,19 +8,23 @@
 //! finished file is switched to WAL so a running job and `rekey status` can share it.
 //! The file is created with mode 0600 and holds no credentials.
 
+mod columns;
 mod report;
 mod schema;
 mod verify;
 mod work;
 
+pub use crate::vocab::{ObjectStatus, Verdict};
 pub use report::{ExportRow, ImportEffect, ImportedOutcome, Importer, ReportRow, ReportScope, NOT_DONE_STATUSES};
 pub use schema::SCHEMA_VERSION;
-pub use verify::{Verdict, VerdictRecord, VerifyItem};
-pub use work::{ObjectStatus, OutcomeRecord, OutcomeWriter, TodoReader, TodoTotals, WorkItem};
+
+pub use verify::{VerdictRecord, VerifyItem};
+pub use work::{OutcomeRecord, OutcomeWriter, TodoReader, TodoTotals, WorkItem};
 
 use crate::inventory::InventoryRow;
-use crate::plan::classify::Decision;
+use crate::vocab::{Decision, Method, SkipReason};
 use rusqlite::{params, Connection, OpenFlags};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -249,8 +253,8 @@ impl Drop for SealedPlan {
 fn bind_object(stmt: &mut rusqlite::CachedStatement<'_>, base: usize, o: &PlannedObject) -> rusqlite::Result<()> {
     let r = &o.row;
     let (method, skip, status) = match o.decision {
-        Decision::Migrate(m) => (Some(m.as_str()), None, "pending"),
-        Decision::Skip(s) => (None, Some(s.as_str()), "skipped"),
+        Decision::Migrate(m) => (Some(m.as_str()), None, ObjectStatus::Pending.as_str()),
+        Decision::Skip(s) => (None, Some(s.as_str()), ObjectStatus::Skipped.as_str()),
     };
     let mut i = base;
     let mut bind = |v: &dyn rusqlite::ToSql| {
@@ -296,9 +300,28 @@ pub struct Checkpoint {
 /// Counts of objects by status, method and skip reason.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct StatusCounts {
-    pub by_status: std::collections::BTreeMap<String, u64>,
-    pub by_method: std::collections::BTreeMap<String, u64>,
-    pub by_skip_reason: std::collections::BTreeMap<String, u64>,
+    pub by_status: BTreeMap<ObjectStatus, u64>,
+    pub by_method: BTreeMap<Method, u64>,
+    pub by_skip_reason: BTreeMap<SkipReason, u64>,
+}
+
+impl StatusCounts {
+    /// Objects in `status` (0 when none).
+    pub fn status(&self, status: ObjectStatus) -> u64 {
+        self.by_status.get(&status).copied().unwrap_or(0)
+    }
+
+    /// Add another checkpoint's counts (the shards of one plan, the entries of a job).
+    pub fn add(&mut self, other: &StatusCounts) {
+        fn add_map<K: Ord + Copy>(into: &mut BTreeMap<K, u64>, from: &BTreeMap<K, u64>) {
+            for (k, n) in from {
+                *into.entry(*k).or_default() += n;
+            }
+        }
+        add_map(&mut self.by_status, &other.by_status);
+        add_map(&mut self.by_method, &other.by_method);
+        add_map(&mut self.by_skip_reason, &other.by_skip_reason);
+    }
 }
 
 impl Checkpoint {
@@ -358,20 +381,23 @@ impl Checkpoint {
 
     pub fn counts(&self) -> Result<StatusCounts, StoreError> {
         let mut c = StatusCounts::default();
-        let group = |col: &str, out: &mut std::collections::BTreeMap<String, u64>| -> rusqlite::Result<()> {
-            let mut stmt = self
-                .conn
-                .prepare(&format!("SELECT {col}, COUNT(*) FROM objects WHERE {col} IS NOT NULL GROUP BY {col}"))?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
+        fn group<K: rusqlite::types::FromSql + Ord>(
+            conn: &Connection,
+            col: &str,
+            out: &mut BTreeMap<K, u64>,
+        ) -> rusqlite::Result<()> {
+            let mut stmt =
+                conn.prepare(&format!("SELECT {col}, COUNT(*) FROM objects WHERE {col} IS NOT NULL GROUP BY {col}"))?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, K>(0)?, r.get::<_, i64>(1)? as u64)))?;
             for row in rows {
                 let (k, n) = row?;
                 out.insert(k, n);
             }
             Ok(())
-        };
-        group("status", &mut c.by_status).map_err(sql(&self.path))?;
-        group("method", &mut c.by_method).map_err(sql(&self.path))?;
-        group("skip_reason", &mut c.by_skip_reason).map_err(sql(&self.path))?;
+        }
+        group(&self.conn, "status", &mut c.by_status).map_err(sql(&self.path))?;
+        group(&self.conn, "method", &mut c.by_method).map_err(sql(&self.path))?;
+        group(&self.conn, "skip_reason", &mut c.by_skip_reason).map_err(sql(&self.path))?;
         Ok(c)
     }
 }

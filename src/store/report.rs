@@ -7,6 +7,7 @@
 use super::schema::TODO_WHERE;
 use super::work::TODO_INDEX;
 use super::{sql, Checkpoint, StoreError};
+use crate::vocab::{Method, ObjectStatus, SkipReason, Verdict};
 use rusqlite::{params, OptionalExtension};
 use std::collections::BTreeMap;
 
@@ -20,9 +21,9 @@ pub struct ReportRow {
     pub size: Option<i64>,
     pub storage_class: Option<String>,
     pub encryption: Option<String>,
-    pub method: Option<String>,
-    pub skip_reason: Option<String>,
-    pub status: String,
+    pub method: Option<Method>,
+    pub skip_reason: Option<SkipReason>,
+    pub status: ObjectStatus,
     pub etag: Option<String>,
     pub new_etag: Option<String>,
     pub new_version_id: Option<String>,
@@ -33,7 +34,7 @@ pub struct ReportRow {
     pub retryable: bool,
     pub note: Option<String>,
     pub new_checksum: Option<String>,
-    pub verify_verdict: Option<String>,
+    pub verify_verdict: Option<Verdict>,
     pub verify_detail: Option<String>,
     pub verified_at: Option<String>,
     pub finished_at: Option<String>,
@@ -67,7 +68,7 @@ pub struct ExportRow {
     pub version_id: Option<String>,
     pub size: Option<u64>,
     pub storage_class: Option<String>,
-    pub method: String,
+    pub method: Method,
 }
 
 /// What a completion report says of one task.

@@ -1,6 +1,6 @@
 use super::*;
 use crate::inventory::{EncryptionStatus, InventoryRow, StorageClass};
-use crate::plan::{Method, SkipReason};
+use crate::vocab::{Method, ObjectStatus, SkipReason};
 
 fn obj(key: &str, decision: Decision) -> PlannedObject {
     PlannedObject {
@@ -50,9 +50,9 @@ fn writes_rows_and_run_then_refuses_to_overwrite() {
     let c = Checkpoint::open(&path).unwrap();
     assert_eq!(c.run().unwrap().inventory_source, "inv-1");
     let counts = c.counts().unwrap();
-    assert_eq!(counts.by_status.get("pending"), Some(&1));
-    assert_eq!(counts.by_status.get("skipped"), Some(&1));
-    assert_eq!(counts.by_skip_reason.get("already_kms"), Some(&1));
+    assert_eq!(counts.by_status.get(&ObjectStatus::Pending), Some(&1));
+    assert_eq!(counts.by_status.get(&ObjectStatus::Skipped), Some(&1));
+    assert_eq!(counts.by_skip_reason.get(&SkipReason::AlreadyKms), Some(&1));
     let (key, class, sum): (String, String, String) = c
         .connection()
         .query_row(

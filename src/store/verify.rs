@@ -2,8 +2,8 @@
 //! seeded random sample, and the verdicts recorded back in batches.
 
 use super::{sql, Checkpoint, StoreError};
-use crate::plan::classify::Method;
 use crate::units::Rng;
+use crate::vocab::{Method, Verdict};
 use rusqlite::{params, OptionalExtension};
 use std::collections::BTreeMap;
 
@@ -24,33 +24,6 @@ pub struct VerifyItem {
     pub method: Method,
     /// The version the run wrote (copies), as S3 reported it.
     pub new_version_id: Option<String>,
-}
-
-/// What `rekey verify` concluded about one object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    /// SSE-KMS under the planned key, and everything else as planned.
-    Ok,
-    /// Reachable, but something differs (the detail says what).
-    Mismatch,
-    /// HEAD answered 404: the object is gone.
-    Missing,
-    /// S3 did not answer usably (denied, retries exhausted, …).
-    Error,
-}
-
-impl Verdict {
-    pub const ALL: [Verdict; 4] = [Verdict::Ok, Verdict::Mismatch, Verdict::Missing, Verdict::Error];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Ok => "ok",
-            Verdict::Mismatch => "mismatch",
-            Verdict::Missing => "missing",
-            Verdict::Error => "error",
-        }
-    }
 }
 
 /// One verdict to record.
@@ -158,13 +131,13 @@ impl Checkpoint {
     }
 
     /// Objects by their last recorded verdict (rows never verified are not counted).
-    pub fn verdict_counts(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+    pub fn verdict_counts(&self) -> Result<BTreeMap<Verdict, u64>, StoreError> {
         let mut stmt = self
             .conn
             .prepare("SELECT verify_verdict, COUNT(*) FROM objects WHERE verify_verdict IS NOT NULL GROUP BY 1")
             .map_err(sql(&self.path))?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))
+            .query_map([], |r| Ok((r.get::<_, Verdict>(0)?, r.get::<_, i64>(1)? as u64)))
             .map_err(sql(&self.path))?;
         rows.collect::<Result<_, _>>().map_err(sql(&self.path))
     }
@@ -243,7 +216,7 @@ mod tests {
         ])
         .unwrap();
         let counts = cp.verdict_counts().unwrap();
-        assert_eq!(counts, BTreeMap::from([("mismatch".to_string(), 1), ("ok".to_string(), 1)]));
+        assert_eq!(counts, BTreeMap::from([(Verdict::Ok, 1), (Verdict::Mismatch, 1)]));
         let detail: Option<String> =
             cp.connection().query_row("SELECT verify_detail FROM objects WHERE id = 6", [], |r| r.get(0)).unwrap();
         assert_eq!(detail.as_deref(), Some("storage class"));

@@ -28,7 +28,7 @@ pub(super) fn todo_queries() -> [String; 4] {
     ]
 }
 use super::{sql, StoreError};
-use crate::plan::classify::Method;
+use crate::vocab::{Method, ObjectStatus};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -53,35 +53,6 @@ pub struct WorkItem {
     pub legal_hold: bool,
     /// A multipart upload an earlier run opened and did not close: aborted before retrying.
     pub upload_id: Option<String>,
-}
-
-/// Where an object stands after a run has dealt with it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ObjectStatus {
-    /// Not finished: interrupted, or stopped by the circuit breaker. The next run retries.
-    Pending,
-    Done,
-    Failed,
-    /// Changed since the inventory (412 on If-Match): never overwritten.
-    Changed,
-    /// Deleted since the inventory (404).
-    Gone,
-    /// Archived: a copy needs it restored first.
-    NeedsRestore,
-}
-
-impl ObjectStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ObjectStatus::Pending => "pending",
-            ObjectStatus::Done => "done",
-            ObjectStatus::Failed => "failed",
-            ObjectStatus::Changed => "changed",
-            ObjectStatus::Gone => "gone",
-            ObjectStatus::NeedsRestore => "needs_restore",
-        }
-    }
 }
 
 /// What to write back for one object.

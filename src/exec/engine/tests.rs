@@ -152,9 +152,10 @@ fn row<'a>(rows: &'a [Row], key: &str) -> &'a Row {
     rows.iter().find(|r| r.key == key).unwrap_or_else(|| panic!("no row {key}"))
 }
 
-/// Objects by status, from the checkpoint.
+/// Objects by status, from the checkpoint, by their stored spelling (as `read_rows` reads them).
 fn statuses(path: &Path) -> BTreeMap<String, u64> {
-    Checkpoint::open(path).unwrap().counts().unwrap().by_status
+    let by_status = Checkpoint::open(path).unwrap().counts().unwrap().by_status;
+    by_status.into_iter().map(|(s, n)| (s.as_str().to_string(), n)).collect()
 }
 
 fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
