@@ -18,7 +18,7 @@
 //!
 //! An entry's settings are the top-level keys, overridden by the entry's own, overridden
 //! by the command-line flags. Each entry is planned on its own by
-//! [`super::plan_cmd::plan_entry`] into its own checkpoint (or shards), so `rekey run`,
+//! [`crate::plan::entry::plan_entry`] into its own checkpoint (or shards), so `rekey run`,
 //! `status`, `verify`, `report` and the Batch Operations hand-off work on it unchanged.
 //! Once all are planned, each region's `--kms-share` is divided between its entries
 //! ([`crate::plan::job::divide_kms_share`]) and every checkpoint records its part. All
@@ -28,9 +28,9 @@
 //! or a clash between entries is reported at once, not after hours of planning.
 
 use super::output::render_job;
-use super::plan_cmd::{open_inventory, plan_entry, Mode, OpenedInventory, PlannedEntry};
 use super::settings::{resolve, PlanSettings, Resolved};
 use super::PlanArgs;
+use crate::plan::entry::{open_inventory, plan_entry, Mode, OpenedInventory, PlannedEntry};
 use crate::plan::job::{divide_kms_share, JobEntryEstimate, JobEstimate};
 use crate::plan::shard::shard_path;
 use crate::store::SealedPlan;

@@ -23,9 +23,10 @@ pub mod preflight_cmd;
 pub mod private_file;
 pub mod report_cmd;
 pub mod run_cmd;
-pub mod settings;
 pub mod verify_cmd;
 
+/// The plan's options live with the plan; the commands parse them as flags.
+pub use crate::plan::settings;
 pub use exit::{usage_error, Exit, ExitCode};
 
 use anyhow::Result;

@@ -13,6 +13,8 @@
 //! Rows are streamed from SQLite to the file: memory stays flat whatever the plan's size.
 
 use super::batch_ops::completion_record;
+use crate::plan::estimate::RequestsInfo;
+use crate::plan::stored::StoredPlan;
 use crate::store::{Checkpoint, ReportRow, ReportScope};
 use crate::units::thousands;
 use anyhow::{Context, Result};
@@ -172,18 +174,17 @@ fn summary(cp: &Checkpoint, written: u64, out: &str) -> Result<String> {
     section(&mut s, "skipped, by reason", &counts.by_skip_reason);
     section(&mut s, "by error code", &errors);
 
-    let run = cp.run()?;
-    let estimate: serde_json::Value = serde_json::from_str(&run.estimate_json).context("the plan's estimate")?;
-    let est = |k: &str| estimate["requests"][k].as_u64();
+    let requests = StoredPlan::read(cp)?.estimate.requests;
+    let est = |f: fn(&RequestsInfo) -> u64| requests.as_ref().map(f);
     let show = |v: Option<u64>| v.map(thousands).unwrap_or_else(|| "-".into());
     let last_run: Option<serde_json::Value> = cp.progress_json()?.and_then(|j| serde_json::from_str(&j).ok());
     let last_requests = last_run.as_ref().and_then(|p| p["requests"].as_u64());
     s.push_str("requests, estimated against actual\n");
     s.push_str(&format!(
         "  estimated S3 PUT-class   {:>14}   S3 GET-class {:>14}   KMS {:>14}\n",
-        show(est("s3_put_class")),
-        show(est("s3_get_class")),
-        show(est("kms"))
+        show(est(|r| r.s3_put_class)),
+        show(est(|r| r.s3_get_class)),
+        show(est(|r| r.kms))
     ));
     s.push_str(&format!(
         "  actual S3 requests       {:>14}   (attempts recorded per object, every run and import)\n",

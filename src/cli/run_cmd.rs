@@ -13,16 +13,15 @@
 //! pre-flight check failed (nothing touched but the canary objects); 130 interrupted.
 //! Every stop leaves a consistent checkpoint that `rekey run` resumes.
 
-use super::settings::PlanSettings;
 use super::{usage_error, Exit, ExitCode};
 use crate::exec::progress::{ProgressMode, ProgressSnapshot};
 use crate::exec::task::Fidelity;
-use crate::exec::{FailureBudget, RetryPolicy, RunConfig, RunReport, StopReason, Stopper};
-use crate::plan::{KmsQuota, PriceTable};
+use crate::exec::{config, FailureBudget, RunConfig, RunOverrides, RunReport, StopReason, Stopper};
+use crate::plan::stored::StoredPlan;
 use crate::s3::{connect, DirectStore, S3Settings, SdkStore};
 use crate::store::{Checkpoint, ObjectStatus, Verdict};
 use crate::units::{human_bytes, human_duration, thousands};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -47,13 +46,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "N")]
     pub concurrency: Option<usize>,
     /// Attempts per object in this run, the first included.
-    #[arg(long, value_name = "N", default_value_t = 10)]
+    #[arg(long, value_name = "N", default_value_t = config::DEFAULT_MAX_ATTEMPTS)]
     pub max_attempts: u32,
     /// Stop after this many failed objects: a count, or a percentage of the objects to do.
-    #[arg(long, value_name = "N|P%", default_value = "1%")]
+    #[arg(long, value_name = "N|P%", default_value = config::DEFAULT_MAX_FAILURES)]
     pub max_failures: String,
     /// Seconds in-flight requests may take to finish after Ctrl-C.
-    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    #[arg(long, value_name = "SECS", default_value_t = config::DEFAULT_DRAIN_SECS)]
     pub drain_timeout: u64,
     /// No progress output.
     #[arg(long, conflicts_with = "json_progress")]
@@ -96,61 +95,50 @@ pub enum StatusFormat {
     Json,
 }
 
-/// The run's settings, from the plan and the flags.
+impl RunArgs {
+    /// `rekey run --state STATE` with every other flag at its default, as clap fills it.
+    pub fn defaults(state: &Path) -> RunArgs {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            run: RunArgs,
+        }
+        let argv = [std::ffi::OsStr::new("rekey-run"), std::ffi::OsStr::new("--state"), state.as_os_str()];
+        <Only as clap::Parser>::parse_from(argv).run
+    }
+
+    /// What these flags change of the plan's settings.
+    pub fn overrides(&self) -> Result<RunOverrides> {
+        Ok(RunOverrides {
+            kms_rps: self.kms_rps,
+            s3_rps: self.s3_rps,
+            concurrency: self.concurrency,
+            max_attempts: self.max_attempts,
+            max_failures: FailureBudget::parse(&self.max_failures).map_err(anyhow::Error::msg)?,
+            drain_timeout: Duration::from_secs(self.drain_timeout),
+            fidelity: Fidelity {
+                preserve_redirect: self.preserve_redirect,
+                preserve_acl: self.preserve_acl,
+                preserve_lock: self.preserve_lock,
+            },
+            part_size: self.part_size.map(|p| p.0),
+            progress: if self.quiet {
+                ProgressMode::Quiet
+            } else if self.json_progress {
+                ProgressMode::Json
+            } else {
+                ProgressMode::Auto
+            },
+        })
+    }
+}
+
+/// The run's settings: the plan's, with the flags applied ([`RunConfig::from_plan`]).
 pub(super) fn config(args: &RunArgs, cp: &Checkpoint) -> Result<(RunConfig, S3Settings)> {
-    let run = cp.run()?;
-    let plan: PlanSettings = serde_json::from_str(&run.options_json).context("the plan's options")?;
-    let prices: PriceTable = serde_json::from_str(&run.prices_json).context("the plan's prices")?;
-    let key = run.kms_key_arn.clone().context("the plan has no KMS key; re-plan with --kms-key ARN")?;
-    let s3 = args.connect.settings(&plan, &key);
+    let plan = StoredPlan::read(cp)?;
+    let s3 = args.connect.settings(&plan.settings, plan.key_arn()?);
     s3.check()?;
-    let region = s3.region.clone().unwrap_or_default();
-    let quota = match plan.kms_quota {
-        Some(q) => KmsQuota { rps: q, source: "--kms-quota" },
-        None => KmsQuota::for_region(&region),
-    };
-    let kms_rps = args.kms_rps.unwrap_or(quota.rps * plan.kms_share.unwrap_or(0.5));
-    let s3_rps = args.s3_rps.or(plan.s3_rps).unwrap_or(3500.0);
-    for (name, v) in [("--kms-rps", kms_rps), ("--s3-rps", s3_rps)] {
-        if !v.is_finite() || v <= 0.0 {
-            bail!("{name} {v}: must be a positive number");
-        }
-    }
-    if args.max_attempts == 0 {
-        bail!("--max-attempts 0: at least one attempt is needed");
-    }
-    if args.concurrency == Some(0) {
-        bail!("--concurrency 0: at least one request must be in flight");
-    }
-    let bucket_key = plan.bucket_key.unwrap_or(false);
-    let mut cfg = RunConfig::new(args.state.clone(), key);
-    cfg.bucket_key = bucket_key;
-    cfg.kms_per_write = if bucket_key { 1.0 - prices.bucket_key_reduction } else { 1.0 };
-    cfg.kms_rps = kms_rps;
-    cfg.s3_rps = s3_rps;
-    cfg.concurrency = args.concurrency;
-    cfg.policy = RetryPolicy { max_attempts: args.max_attempts, ..RetryPolicy::default() };
-    cfg.max_failures = FailureBudget::parse(&args.max_failures).map_err(anyhow::Error::msg)?;
-    cfg.drain_timeout = Duration::from_secs(args.drain_timeout);
-    cfg.fidelity = Fidelity {
-        preserve_redirect: args.preserve_redirect,
-        preserve_acl: args.preserve_acl,
-        preserve_lock: args.preserve_lock,
-    };
-    if let Some(p) = args.part_size {
-        // S3's part-size bounds (docs/s3-facts.md §5): 5 MiB to 5 GiB.
-        if !(5 << 20..=5 << 30).contains(&p.0) {
-            bail!("--part-size {}: must be between 5MiB and 5GiB (S3's part-size limits)", p.0);
-        }
-        cfg.part_size = Some(p.0);
-    }
-    cfg.progress = if args.quiet {
-        ProgressMode::Quiet
-    } else if args.json_progress {
-        ProgressMode::Json
-    } else {
-        ProgressMode::Auto
-    };
+    let cfg = RunConfig::from_plan(&plan, s3.region.as_deref().unwrap_or_default(), &args.overrides()?)?;
     Ok((cfg, s3))
 }
 
@@ -369,9 +357,8 @@ impl FileStatus {
 
     fn load(path: &Path) -> Result<FileStatus> {
         let cp = Checkpoint::open(path)?;
-        let run = cp.run()?;
-        let estimate: serde_json::Value = serde_json::from_str(&run.estimate_json).unwrap_or_default();
-        let a = &estimate["assumptions"];
+        let plan = StoredPlan::read(&cp)?;
+        let a = plan.estimate.assumptions.as_ref();
         let counts = cp.counts()?;
         let todo = cp.todo_totals()?;
         let verdicts = cp.verdict_counts()?;
@@ -381,10 +368,10 @@ impl FileStatus {
             && progress.as_ref().is_some_and(|p| pid_alive(p.pid));
         Ok(FileStatus {
             path: path.to_path_buf(),
-            bucket: run.source_bucket.unwrap_or_else(|| "-".into()),
-            region: a["region"].as_str().unwrap_or("-").to_string(),
-            kms_quota_rps: a["kms_quota_rps"].as_f64().unwrap_or(0.0),
-            kms_share: a["kms_share"].as_f64().unwrap_or(0.0),
+            bucket: plan.run.source_bucket.clone().unwrap_or_else(|| "-".into()),
+            region: a.map_or("-", |a| a.region.as_str()).to_string(),
+            kms_quota_rps: a.map_or(0.0, |a| a.kms_quota_rps),
+            kms_share: a.map_or(0.0, |a| a.kms_share),
             counts,
             todo,
             verdicts,

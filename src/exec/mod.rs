@@ -18,6 +18,7 @@
 //! [`Stopper`]: the dispatcher stops, tasks send no new request, in-flight requests finish
 //! and are recorded, and objects not finished stay pending for the next run.
 
+pub mod config;
 pub mod engine;
 pub mod limiter;
 pub mod progress;
@@ -25,6 +26,7 @@ pub mod retry;
 pub mod task;
 pub mod writer;
 
+pub use config::{RunConfigError, RunOverrides};
 pub use engine::{run, FailureBudget, RunConfig, RunReport};
 pub use retry::RetryPolicy;
 

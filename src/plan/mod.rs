@@ -8,10 +8,13 @@
 
 pub mod classify;
 pub mod cost;
+pub mod entry;
 pub mod estimate;
 pub mod job;
 pub mod prices;
+pub mod settings;
 pub mod shard;
+pub mod stored;
 
 pub use classify::{ClassifyOptions, Decision, Method, MethodChoice, SkipReason};
 pub use cost::{CostModel, KmsQuota, ObjectCost, Pace};

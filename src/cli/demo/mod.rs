@@ -150,23 +150,7 @@ fn live(args: &DemoArgs, dir: &Path, runtime: &tokio::runtime::Runtime) -> Resul
     };
     plan_cmd::run(PlanArgs { job: None, settings }, Mode::Plan, runtime)?;
     eprintln!();
-    let run_args = RunArgs {
-        state: state.clone(),
-        connect: Default::default(),
-        kms_rps: None,
-        s3_rps: None,
-        concurrency: None,
-        max_attempts: 10,
-        max_failures: "1%".into(),
-        drain_timeout: 30,
-        quiet: false,
-        json_progress: false,
-        skip_preflight: false,
-        preserve_redirect: false,
-        preserve_acl: false,
-        preserve_lock: true,
-        part_size: None,
-    };
+    let run_args = RunArgs::defaults(&state);
     super::run_cmd::run(run_args, runtime)?;
 
     eprintln!("\nrekey demo: checking every object with HEAD and GetObjectTagging…");

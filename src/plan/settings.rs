@@ -1,4 +1,7 @@
-//! The options of `estimate` and `plan`, from flags and from a job file.
+//! The options of `estimate` and `plan`, from flags and from a job file: the plan's own
+//! settings, stored in the checkpoint (`run.options_json`) so that `rekey run` does what
+//! the estimate costed. The clap attributes make them flags; the commands in `cli` parse
+//! them, and everything after reads this one typed struct.
 //!
 //! Every flag has a job-file key of the same name (`--kms-key` ↔ `kms-key`), and a flag
 //! given on the command line overrides the file. Relative paths in a job file are
@@ -128,7 +131,7 @@ pub struct PlanSettings {
     pub name: Option<String>,
     /// Job files only: several inventories (buckets, regions, keys) in one job, each an
     /// `[[inventories]]` table taking any of the keys above; the top-level keys are their
-    /// defaults. See [`super::job`].
+    /// defaults. See [`crate::cli::job`].
     #[arg(skip)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inventories: Option<Vec<PlanSettings>>,
