@@ -16,202 +16,30 @@
 //! exclude-prefix = ["tmp/"]
 //! ```
 //!
-//! An entry's settings are the top-level keys, overridden by the entry's own, overridden
-//! by the command-line flags. Each entry is planned on its own by
-//! [`crate::plan::entry::plan_entry`] into its own checkpoint (or shards), so `rekey run`,
-//! `status`, `verify`, `report` and the Batch Operations hand-off work on it unchanged.
-//! Once all are planned, each region's `--kms-share` is divided between its entries
-//! ([`crate::plan::job::divide_kms_share`]) and every checkpoint records its part. All
-//! checkpoints are sealed before any is moved into place: a failure leaves none.
-//!
-//! Every entry's manifest is opened before the first is planned, so a missing manifest
-//! or a clash between entries is reported at once, not after hours of planning.
+//! The steps (resolve and check every entry, plan each, divide the KMS share, install)
+//! are [`crate::plan::job_entries`]; this prints the job's estimate and what was written.
 
 use super::output::render_job;
-use super::settings::{resolve, PlanSettings, Resolved};
+use super::settings::PlanSettings;
 use super::PlanArgs;
-use crate::plan::entry::{open_inventory, plan_entry, Mode, OpenedInventory, PlannedEntry};
-use crate::plan::job::{divide_kms_share, JobEntryEstimate, JobEstimate};
-use crate::plan::shard::shard_path;
-use crate::store::SealedPlan;
+use crate::plan::entry::Mode;
+use crate::plan::job_entries::{install, job_estimate, plan_entries, resolve_entries};
 use crate::units::thousands;
-use anyhow::{bail, Context, Result};
-use std::collections::BTreeMap;
+use anyhow::Result;
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// The most inventories one job file may list.
-pub const MAX_ENTRIES: usize = 1000;
-
-/// One `[[inventories]]` entry, resolved.
-struct Entry {
-    /// 1-based, in file order.
-    index: usize,
-    name: String,
-    /// The source bucket, when the inventory names it (a Batch Operations manifest does not).
-    bucket: Option<String>,
-    settings: PlanSettings,
-    resolved: Resolved,
-    /// Opened before any entry is planned; taken when it is.
-    opened: Option<OpenedInventory>,
-}
-
-impl Entry {
-    fn label(&self) -> String {
-        format!("[[inventories]] entry {} ({})", self.index, self.name)
-    }
-}
-
-pub fn run(args: &PlanArgs, mut file: PlanSettings, mode: Mode, runtime: &tokio::runtime::Runtime) -> Result<()> {
-    let job_path = args.job.clone().unwrap_or_default();
-    let job = job_path.display().to_string();
-    let tables = file.inventories.take().unwrap_or_default();
-    let flags = &args.settings;
-    if flags.inventory.is_some() {
-        bail!("--inventory: the job file {job} lists its inventories under [[inventories]]; edit the file, or plan one inventory without --job");
-    }
-    if file.inventory.is_some() {
-        bail!("job file {job}: `inventory` at the top level and [[inventories]] tables: put every inventory in its own [[inventories]] table");
-    }
-    if file.name.is_some() {
-        bail!("job file {job}: `name` at the top level: it names one [[inventories]] entry");
-    }
-    if tables.is_empty() {
-        bail!("job file {job}: `inventories` is empty; list at least one [[inventories]] table");
-    }
-    if tables.len() > MAX_ENTRIES {
-        bail!(
-            "job file {job}: {} inventories; at most {MAX_ENTRIES} in one job (split it into several job files)",
-            tables.len()
-        );
-    }
-    // `--state` names the job's checkpoints, like `state` at the top level.
-    let base_state = flags.state.clone().or(file.state.clone());
-    let mut entries = Vec::with_capacity(tables.len());
-    for (i, table) in tables.into_iter().enumerate() {
-        let at = |what: String| format!("job file {job}: [[inventories]] entry {}: {what}", i + 1);
-        if table.inventories.is_some() {
-            bail!(at("`inventories` inside an entry; entries do not nest".into()));
-        }
-        let Some(inventory) = table.inventory.clone() else {
-            bail!(at("no `inventory`".into()));
-        };
-        let own_state = table.state.clone();
-        let name = table.name.clone();
-        let mut settings = PlanSettings { state: None, ..flags.clone() }.over(table.over(file.clone()));
-        settings.name = None;
-        settings.inventories = None;
-        let resolved = resolve(&settings).with_context(|| at(inventory.clone()))?;
-        // Open the manifest now: its source bucket names the entry, and a bad manifest
-        // stops the job before anything is planned.
-        let opened = open_inventory(&resolved, runtime).with_context(|| at(inventory.clone()))?;
-        let bucket = opened.inventory.source_bucket.clone();
-        let name = match name {
-            Some(n) => check_name(&n).map_err(|why| anyhow::anyhow!(at(format!("name {n:?}: {why}"))))?,
-            None => bucket.clone().unwrap_or_else(|| format!("entry-{}", i + 1)),
-        };
-        settings.name = Some(name.clone());
-        settings.state = match (own_state, &base_state) {
-            (Some(s), _) => Some(s),
-            (None, Some(base)) => Some(entry_path(base, &name)),
-            (None, None) if mode == Mode::Plan => bail!(at(
-                "no checkpoint: set `state` at the top level (each entry then writes STATE's stem.NAME.ext) or in the entry, or pass --state".into()
-            )),
-            (None, None) => None,
-        };
-        let resolved = Resolved { state: settings.state.clone(), ..resolved };
-        entries.push(Entry { index: i + 1, name, bucket, settings, resolved, opened: Some(opened) });
-    }
-    check_entries(&entries, mode).map_err(|e| anyhow::anyhow!("job file {job}: {e}"))?;
-
-    // Plan each entry; seal its checkpoints at once, which closes them (a job may list
-    // hundreds), and keep them beside their targets until every entry is planned.
+pub fn run(args: &PlanArgs, file: PlanSettings, mode: Mode, runtime: &tokio::runtime::Runtime) -> Result<()> {
+    let job = args.job.clone().unwrap_or_default().display().to_string();
+    let mut entries = resolve_entries(&job, &args.settings, file, mode, runtime)?;
     let started = Instant::now();
-    let mut planned: Vec<(PlannedEntry, Vec<(PathBuf, SealedPlan)>)> = Vec::with_capacity(entries.len());
+    let mut planned = plan_entries(&job, &mut entries, mode, runtime)?;
+    let written = install(&entries, &mut planned)?;
+    let rows: u64 = planned.iter().map(|p| p.planned.rows).sum();
     let n = entries.len();
-    for e in entries.iter_mut() {
-        let t = Instant::now();
-        let opened = e.opened.take().expect("opened once, planned once");
-        let mut p =
-            plan_entry(&e.resolved, opened, mode, runtime).with_context(|| format!("job file {job}: {}", e.label()))?;
-        let sealed = p.seal(&e.settings)?;
-        eprintln!(
-            "rekey: entry {}/{n} {}: read {} rows in {:.1}s",
-            e.index,
-            e.name,
-            thousands(p.rows),
-            t.elapsed().as_secs_f64()
-        );
-        planned.push((p, sealed));
-    }
-
-    // Divide each region's share between its entries, in proportion to their KMS requests.
-    let mut by_region: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (i, e) in entries.iter().enumerate() {
-        by_region.entry(e.resolved.plan.region.as_str()).or_default().push(i);
-    }
-    let mut share_of_region = vec![1.0; n];
-    for (region, members) in &by_region {
-        let share = entries[members[0]].resolved.plan.pace.kms_share;
-        let kms: Vec<f64> = members.iter().map(|&i| planned[i].0.plan.total.planned_cost.kms_effective).collect();
-        for (&i, part) in members.iter().zip(divide_kms_share(share, &kms)) {
-            let e = &entries[i];
-            let p = &mut planned[i].0;
-            let pace = crate::plan::Pace { kms_share: part, ..e.resolved.plan.pace };
-            p.plan.total.repace(pace);
-            share_of_region[i] = part / share;
-            if members.len() > 1 {
-                p.plan.total.assumptions.notes.push(format!(
-                    "shares the {region} KMS quota with {} other entries of the job: {part:.6} of it, {:.2} % of the region's --kms-share {share}, in proportion to its KMS requests",
-                    members.len() - 1,
-                    100.0 * part / share
-                ));
-            }
-            let shards = p.plan.shards.len();
-            for (k, s) in p.plan.shards.iter_mut().enumerate() {
-                s.repace(crate::plan::Pace { kms_share: part / shards as f64, ..pace });
-                s.set_shard(k + 1, shards as u32, part);
-            }
-        }
-    }
-    // Record each entry's share in its checkpoints, then move them all into place.
-    let mut written = Vec::new();
-    for (e, (p, sealed)) in entries.iter().zip(planned.iter_mut()) {
-        if let Some(key) = p.key_arn.clone() {
-            for ((target, s), run) in sealed.iter().zip(p.run_records(&e.settings, &key)?) {
-                s.update_run(&run.options_json, &run.estimate_json)
-                    .with_context(|| format!("writing {}", target.display()))?;
-            }
-        }
-    }
-    for (_, sealed) in planned.iter_mut() {
-        for (target, s) in std::mem::take(sealed) {
-            let objects = s.install().with_context(|| format!("writing {}", target.display()))?;
-            written.push((target, objects));
-        }
-    }
-
-    let rows: u64 = planned.iter().map(|(p, _)| p.rows).sum();
-    let job_estimate = JobEstimate::build(
-        job,
-        entries
-            .iter()
-            .zip(planned)
-            .zip(share_of_region)
-            .map(|((e, (p, _)), share)| JobEntryEstimate {
-                name: e.name.clone(),
-                bucket: e.bucket.clone().unwrap_or_else(|| "-".into()),
-                region: e.resolved.plan.region.clone(),
-                state_files: p.targets.iter().map(|t| t.display().to_string()).collect(),
-                share_of_region: (share * 1e9).round() / 1e9,
-                estimate: p.plan.total,
-                by_shard: p.plan.shards,
-            })
-            .collect(),
-    );
+    let estimate = job_estimate(job, &entries, planned);
     let mut out = std::io::stdout().lock();
-    out.write_all(render_job(&job_estimate, entries[0].resolved.format).as_bytes())?;
+    out.write_all(render_job(&estimate, entries[0].resolved.format).as_bytes())?;
     out.flush()?;
     let secs = started.elapsed().as_secs_f64();
     if written.is_empty() {
@@ -227,114 +55,4 @@ pub fn run(args: &PlanArgs, mut file: PlanSettings, mode: Mode, runtime: &tokio:
         }
     }
     Ok(())
-}
-
-/// An entry's name goes into its checkpoint's file name: letters, digits, `.`, `-`, `_`.
-fn check_name(name: &str) -> Result<String, String> {
-    if name.is_empty() || name.len() > 100 {
-        return Err("must be 1 to 100 characters".into());
-    }
-    if name.starts_with('.') || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
-        return Err("only letters, digits, '.', '-' and '_' (not first '.'), as it names the checkpoint file".into());
-    }
-    Ok(name.to_string())
-}
-
-/// Entry `name`'s checkpoint from the job's `state`: `fleet.rekey` → `fleet.logs.rekey`.
-pub fn entry_path(base: &Path, name: &str) -> PathBuf {
-    let file = match (base.file_stem(), base.extension()) {
-        (Some(stem), Some(ext)) => format!("{}.{name}.{}", stem.to_string_lossy(), ext.to_string_lossy()),
-        (Some(stem), None) => format!("{}.{name}", stem.to_string_lossy()),
-        _ => format!("rekey.{name}"),
-    };
-    base.with_file_name(file)
-}
-
-/// Refuse entries that would clash: two of one name or checkpoint, two covering the same
-/// objects, or one region's entries disagreeing on its quota or share.
-fn check_entries(entries: &[Entry], mode: Mode) -> Result<()> {
-    let mut names: BTreeMap<&str, &Entry> = BTreeMap::new();
-    let mut files: BTreeMap<PathBuf, &Entry> = BTreeMap::new();
-    for e in entries {
-        if let Some(other) = names.insert(&e.name, e) {
-            bail!(
-                "{} and {} are both named {:?}; give one a distinct `name` (it names the checkpoint)",
-                other.label(),
-                e.label(),
-                e.name
-            );
-        }
-        if mode == Mode::Plan {
-            let r = &e.resolved;
-            let state = r.state.clone().unwrap_or_default();
-            let targets: Vec<PathBuf> = if r.shards > 1 {
-                (0..r.shards as usize).map(|i| shard_path(&state, i, r.shards)).collect()
-            } else {
-                vec![state]
-            };
-            for t in targets {
-                if t.exists() && !r.replace {
-                    bail!("{}: {} already exists; pass --replace to overwrite it", e.label(), t.display());
-                }
-                if let Some(other) = files.insert(t.clone(), e) {
-                    bail!("{} and {} would both write {}", other.label(), e.label(), t.display());
-                }
-            }
-        }
-    }
-    for (i, a) in entries.iter().enumerate() {
-        for b in &entries[i + 1..] {
-            let (pa, pb) = (&a.resolved.plan.pace, &b.resolved.plan.pace);
-            if a.resolved.plan.region == b.resolved.plan.region
-                && (pa.kms_share != pb.kms_share || pa.kms_quota.rps != pb.kms_quota.rps)
-            {
-                bail!(
-                    "{} and {} are both in {}, but one has kms-share {} and kms-quota {} and the other {} and {}: \
-                     the region's KMS quota is shared, so set them once for the region (at the top level)",
-                    a.label(),
-                    b.label(),
-                    a.resolved.plan.region,
-                    pa.kms_share,
-                    pa.kms_quota.rps,
-                    pb.kms_share,
-                    pb.kms_quota.rps
-                );
-            }
-            if a.bucket.is_some() && a.bucket == b.bucket && overlap(&a.resolved, &b.resolved) {
-                bail!(
-                    "{} and {} both cover bucket {}: its objects would be planned twice. Give each entry \
-                     `include-prefix` lists that do not overlap, or keep one inventory per bucket",
-                    a.label(),
-                    b.label(),
-                    a.bucket.as_deref().unwrap_or_default()
-                );
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Whether two entries of one bucket may select the same key: unless both have include
-/// prefixes and none of one starts with (or is the start of) one of the other's.
-fn overlap(a: &Resolved, b: &Resolved) -> bool {
-    let (pa, pb) = (&a.plan.classify.include_prefixes, &b.plan.classify.include_prefixes);
-    if pa.is_empty() || pb.is_empty() {
-        return true;
-    }
-    pa.iter().any(|x| pb.iter().any(|y| x.starts_with(y.as_str()) || y.starts_with(x.as_str())))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn entry_paths_and_names() {
-        assert_eq!(entry_path(Path::new("jobs/fleet.rekey"), "logs"), PathBuf::from("jobs/fleet.logs.rekey"));
-        assert_eq!(entry_path(Path::new("fleet"), "a.b"), PathBuf::from("fleet.a.b"));
-        assert!(check_name("acme-logs.2026_x").is_ok());
-        for bad in ["", "../x", "a/b", ".hidden", "a b"] {
-            assert!(check_name(bad).is_err(), "{bad:?}");
-        }
-    }
 }

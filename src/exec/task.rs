@@ -300,36 +300,7 @@ async fn multipart<S: ObjectStore>(
     out: &mut OutcomeRecord,
 ) -> Result<Settled, Halt> {
     if let Some(leftover) = item.upload_id.clone() {
-        // An earlier run's upload: abort it. A `creating@MS` marker means that run died
-        // between CreateMultipartUpload and recording the id: find the upload it may have
-        // opened (this key, initiated since the marker) and abort that.
-        let leftovers = match leftover.strip_prefix(CREATING) {
-            None => vec![leftover],
-            Some(since) => {
-                let since: i64 = since.parse().unwrap_or(0);
-                let open =
-                    request(ctx, tally, rng, 0.0, || ctx.store.list_uploads(item.bucket.clone(), item.key.clone()))
-                        .await?;
-                // The create was sent within its retry span after the marker; a minute of
-                // slack each side for clock skew. Uploads outside it are someone else's.
-                let until = since + CREATE_SPAN_MS + 60_000;
-                open.into_iter()
-                    .filter(|u| (since - 60_000..=until).contains(&u.initiated_ms))
-                    .map(|u| u.upload_id)
-                    .collect()
-            }
-        };
-        for upload in leftovers {
-            match request(ctx, tally, rng, 0.0, || {
-                ctx.store.abort_multipart(item.bucket.clone(), item.key.clone(), upload.clone())
-            })
-            .await
-            {
-                Ok(()) => {}
-                Err(Halt::Failed(e)) if e.kind == S3ErrorKind::NotFound => {}
-                Err(h) => return Err(h),
-            }
-        }
+        abort_leftovers(ctx, item, tally, rng, leftover).await?;
         if log_upload(ctx, item.id, None).await {
             out.upload_id = None;
         }
@@ -354,8 +325,84 @@ async fn multipart<S: ObjectStore>(
         tags,
         grants,
     };
-    // Committed before the create, so that a crash before the id is recorded still leaves
-    // a trace the next run can follow (see the leftover handling above).
+    let upload = open_upload(ctx, item, tally, rng, out, create).await?;
+    match copy_parts_and_complete(ctx, item, tally, rng, &upload, size).await {
+        Ok(w) => {
+            out.upload_id = None;
+            Ok(Settled::Written(w))
+        }
+        Err(halt) => {
+            // Abort whatever happened, even when stopping: an open upload keeps costing.
+            if abort_now(ctx, item, &upload).await && log_upload(ctx, item.id, None).await {
+                out.upload_id = None;
+            }
+            match halt {
+                // If-Match failed on a part or on Complete: the object changed under us, or was
+                // already done. NoSuchUpload likewise needs a look: a retried Complete whose
+                // first attempt succeeded finds its upload gone. HEAD settles both (a deleted
+                // object answers 404 there, and is `gone`).
+                Halt::Failed(e) if matches!(e.kind, S3ErrorKind::PreconditionFailed | S3ErrorKind::NotFound) => {
+                    let h =
+                        request(ctx, tally, rng, 0.0, || ctx.store.head(item.bucket.clone(), item.key.clone(), None))
+                            .await?;
+                    Ok(settle_changed(ctx, h))
+                }
+                h => Err(h),
+            }
+        }
+    }
+}
+
+/// Abort an earlier run's upload of this object. A `creating@MS` marker means that run
+/// died between CreateMultipartUpload and recording the id: find the upload it may have
+/// opened (this key, initiated since the marker) and abort that.
+async fn abort_leftovers<S: ObjectStore>(
+    ctx: &TaskContext<S>,
+    item: &WorkItem,
+    tally: &Tally,
+    rng: &Mutex<Rng>,
+    leftover: String,
+) -> Result<(), Halt> {
+    let leftovers = match leftover.strip_prefix(CREATING) {
+        None => vec![leftover],
+        Some(since) => {
+            let since: i64 = since.parse().unwrap_or(0);
+            let open =
+                request(ctx, tally, rng, 0.0, || ctx.store.list_uploads(item.bucket.clone(), item.key.clone())).await?;
+            // The create was sent within its retry span after the marker; a minute of
+            // slack each side for clock skew. Uploads outside it are someone else's.
+            let until = since + CREATE_SPAN_MS + 60_000;
+            open.into_iter()
+                .filter(|u| (since - 60_000..=until).contains(&u.initiated_ms))
+                .map(|u| u.upload_id)
+                .collect()
+        }
+    };
+    for upload in leftovers {
+        match request(ctx, tally, rng, 0.0, || {
+            ctx.store.abort_multipart(item.bucket.clone(), item.key.clone(), upload.clone())
+        })
+        .await
+        {
+            Ok(()) => {}
+            Err(Halt::Failed(e)) if e.kind == S3ErrorKind::NotFound => {}
+            Err(h) => return Err(h),
+        }
+    }
+    Ok(())
+}
+
+/// CreateMultipartUpload, with its id committed to the checkpoint before any part is
+/// copied. A `creating@MS` marker is committed before the create, so that a crash before
+/// the id is recorded still leaves a trace the next run can follow ([`abort_leftovers`]).
+async fn open_upload<S: ObjectStore>(
+    ctx: &TaskContext<S>,
+    item: &WorkItem,
+    tally: &Tally,
+    rng: &Mutex<Rng>,
+    out: &mut OutcomeRecord,
+    create: CreateMultipartRequest,
+) -> Result<String, Halt> {
     let marker = format!(
         "{CREATING}{}",
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
@@ -393,15 +440,27 @@ async fn multipart<S: ObjectStore>(
         return Err(Halt::Stopped);
     }
     out.upload_id = Some(upload.clone());
+    Ok(upload)
+}
 
+/// UploadPartCopy of every part, `PARTS_IN_FLIGHT` at a time, each under If-Match, then
+/// CompleteMultipartUpload (also under If-Match) with the parts in order.
+async fn copy_parts_and_complete<S: ObjectStore>(
+    ctx: &TaskContext<S>,
+    item: &WorkItem,
+    tally: &Tally,
+    rng: &Mutex<Rng>,
+    upload: &str,
+    size: u64,
+) -> Result<WriteResult, Halt> {
     let part = ctx.part_size.unwrap_or_else(|| part_size(size)).max(1);
     let count = size.div_ceil(part).max(1);
-    let copied: Result<Vec<CompletedPart>, Halt> = futures::stream::iter(0..count)
+    let mut parts: Vec<CompletedPart> = futures::stream::iter(0..count)
         .map(|i| {
             let req = PartCopyRequest {
                 bucket: item.bucket.clone(),
                 key: item.key.clone(),
-                upload_id: upload.clone(),
+                upload_id: upload.to_string(),
                 part_number: i as i32 + 1,
                 first: i * part,
                 last: ((i + 1) * part).min(size).saturating_sub(1),
@@ -411,48 +470,18 @@ async fn multipart<S: ObjectStore>(
         })
         .buffer_unordered(PARTS_IN_FLIGHT)
         .try_collect()
-        .await;
-    let completed = match copied {
-        Ok(mut parts) => {
-            parts.sort_by_key(|p| p.part_number);
-            request(ctx, tally, rng, 0.0, || {
-                ctx.store.complete_multipart(
-                    item.bucket.clone(),
-                    item.key.clone(),
-                    upload.clone(),
-                    parts.clone(),
-                    item.etag.clone(),
-                )
-            })
-            .await
-        }
-        Err(h) => Err(h),
-    };
-    match completed {
-        Ok(w) => {
-            out.upload_id = None;
-            Ok(Settled::Written(w))
-        }
-        Err(halt) => {
-            // Abort whatever happened, even when stopping: an open upload keeps costing.
-            if abort_now(ctx, item, &upload).await && log_upload(ctx, item.id, None).await {
-                out.upload_id = None;
-            }
-            match halt {
-                // If-Match failed on a part or on Complete: the object changed under us, or was
-                // already done. NoSuchUpload likewise needs a look: a retried Complete whose
-                // first attempt succeeded finds its upload gone. HEAD settles both (a deleted
-                // object answers 404 there, and is `gone`).
-                Halt::Failed(e) if matches!(e.kind, S3ErrorKind::PreconditionFailed | S3ErrorKind::NotFound) => {
-                    let h =
-                        request(ctx, tally, rng, 0.0, || ctx.store.head(item.bucket.clone(), item.key.clone(), None))
-                            .await?;
-                    Ok(settle_changed(ctx, h))
-                }
-                h => Err(h),
-            }
-        }
-    }
+        .await?;
+    parts.sort_by_key(|p| p.part_number);
+    request(ctx, tally, rng, 0.0, || {
+        ctx.store.complete_multipart(
+            item.bucket.clone(),
+            item.key.clone(),
+            upload.to_string(),
+            parts.clone(),
+            item.etag.clone(),
+        )
+    })
+    .await
 }
 
 /// AbortMultipartUpload outside the limiters and the stop signal (a few tries): it must

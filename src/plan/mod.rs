@@ -11,6 +11,7 @@ pub mod cost;
 pub mod entry;
 pub mod estimate;
 pub mod job;
+pub mod job_entries;
 pub mod prices;
 pub mod settings;
 pub mod shard;
@@ -117,33 +118,73 @@ pub fn plan_inventory(
     inv: Inventory,
     blobs: Option<&dyn BlobStore>,
     shards: u32,
-    mut sink: Option<ShardSink<'_>>,
+    sink: Option<ShardSink<'_>>,
 ) -> Result<(ShardedPlan, ScanStats), PlanError> {
-    let n = shards.max(1) as usize;
-    let mut classify = cfg.classify.clone();
-    classify.report_has_versions = inv.decoder.schema.has_versions();
-    let (versioned, versioned_source) = match cfg.versioned {
-        Some(v) => (v, "--versioned"),
-        None if inv.decoder.batch_ops => {
-            (false, "assumed (a Batch Operations manifest does not say; pass --versioned)")
+    let planner = RowPlanner::new(cfg, &inv, shards.max(1) as usize);
+    let per_row = |w: &mut Worker, row| planner.plan_row(w, row);
+    let (per_shard, stats) = match sink {
+        None => {
+            let make = || Worker { tallies: planner.empty(), batches: Vec::new(), out: None };
+            let (workers, stats) = scan(&inv, blobs, cfg.threads, make, per_row)?;
+            (planner.merge_workers(workers, |_| {}), stats)
         }
-        None => (inv.decoder.schema.version_id.is_some(), "inventory version columns"),
+        Some(sink) => scan_and_store(&planner, &inv, blobs, per_row, sink)?,
     };
-    let model = CostModel {
-        prices: cfg.prices.clone(),
-        versioned,
-        bucket_key: cfg.bucket_key,
-        inventory_created_ms: inv.created_ms,
-    };
-    let bad_rows_seen = AtomicU64::new(0);
-    // Rows per batch and shard: the memory bound stays near one unsharded batch per reader.
-    let batch_rows = (BATCH / n).max(256);
+    Ok((planner.estimates(&inv, per_shard, &stats), stats))
+}
 
-    let per_row = |w: &mut Worker, row: Result<InventoryRow, BadRow>| -> Result<(), InventoryError> {
+/// What every reader thread shares while planning one inventory: the rules, the cost
+/// model, and the shard count.
+struct RowPlanner<'a> {
+    cfg: &'a PlanConfig,
+    classify: ClassifyOptions,
+    model: CostModel,
+    versioned_source: &'static str,
+    shards: usize,
+    /// Rows per batch and shard: the memory bound stays near one unsharded batch per reader.
+    batch_rows: usize,
+    bad_rows_seen: AtomicU64,
+}
+
+impl<'a> RowPlanner<'a> {
+    fn new(cfg: &'a PlanConfig, inv: &Inventory, shards: usize) -> RowPlanner<'a> {
+        let mut classify = cfg.classify.clone();
+        classify.report_has_versions = inv.decoder.schema.has_versions();
+        let (versioned, versioned_source) = match cfg.versioned {
+            Some(v) => (v, "--versioned"),
+            None if inv.decoder.batch_ops => {
+                (false, "assumed (a Batch Operations manifest does not say; pass --versioned)")
+            }
+            None => (inv.decoder.schema.version_id.is_some(), "inventory version columns"),
+        };
+        let model = CostModel {
+            prices: cfg.prices.clone(),
+            versioned,
+            bucket_key: cfg.bucket_key,
+            inventory_created_ms: inv.created_ms,
+        };
+        RowPlanner {
+            cfg,
+            classify,
+            model,
+            versioned_source,
+            shards,
+            batch_rows: (BATCH / shards).max(256),
+            bad_rows_seen: AtomicU64::new(0),
+        }
+    }
+
+    fn empty(&self) -> Vec<Tallies> {
+        (0..self.shards).map(|_| Tallies::default()).collect()
+    }
+
+    /// Classify and cost one row into its shard's tallies, and queue it for the
+    /// checkpoint when one is being written.
+    fn plan_row(&self, w: &mut Worker, row: Result<InventoryRow, BadRow>) -> Result<(), InventoryError> {
         let row = match row {
             Ok(row) => row,
-            Err(bad) if cfg.skip_bad_rows => {
-                if bad_rows_seen.fetch_add(1, Ordering::Relaxed) < BAD_ROWS_LOGGED {
+            Err(bad) if self.cfg.skip_bad_rows => {
+                if self.bad_rows_seen.fetch_add(1, Ordering::Relaxed) < BAD_ROWS_LOGGED {
                     tracing::warn!("skipping bad row: {}", InventoryError::from(bad));
                 }
                 w.tallies[0].add_skipped(SkipReason::BadRow);
@@ -151,118 +192,127 @@ pub fn plan_inventory(
             }
             Err(bad) => return Err(bad.into()),
         };
-        let s = if n == 1 { 0 } else { shard::shard_of(&row.bucket, &row.key, n as u32) };
-        let decision = classify.classify(&row);
+        let s = if self.shards == 1 { 0 } else { shard::shard_of(&row.bucket, &row.key, self.shards as u32) };
+        let decision = self.classify.classify(&row);
         match decision {
-            Decision::Migrate(m) => w.tallies[s].add_planned(&row, m, &model, &classify),
+            Decision::Migrate(m) => w.tallies[s].add_planned(&row, m, &self.model, &self.classify),
             Decision::Skip(r) => w.tallies[s].add_skipped(r),
         }
         if let Some(out) = &w.out {
             let batch = &mut w.batches[s];
             batch.push(PlannedObject { row, decision });
-            if batch.len() >= batch_rows {
-                let full = std::mem::replace(batch, Vec::with_capacity(batch_rows));
+            if batch.len() >= self.batch_rows {
+                let full = std::mem::replace(batch, Vec::with_capacity(self.batch_rows));
                 // The writer hung up: it failed, and says why itself.
                 out.send((s, full)).map_err(|_| InventoryError::Aborted)?;
             }
         }
         Ok(())
-    };
-    let empty = || (0..n).map(|_| Tallies::default()).collect::<Vec<_>>();
-    let merge_into = |all: &mut Vec<Tallies>, mine: Vec<Tallies>| {
-        for (a, t) in all.iter_mut().zip(mine) {
-            a.merge(t);
-        }
-    };
+    }
 
-    let (per_shard, stats) = match sink.as_mut() {
-        None => {
-            let make = || Worker { tallies: empty(), batches: Vec::new(), out: None };
-            let (workers, stats) = scan(&inv, blobs, cfg.threads, make, per_row)?;
-            let mut all = empty();
-            for w in workers {
-                merge_into(&mut all, w.tallies);
+    /// The readers' tallies summed per shard; `flush` first sees each worker (to send its
+    /// last batches).
+    fn merge_workers(&self, workers: Vec<Worker>, mut flush: impl FnMut(&mut Worker)) -> Vec<Tallies> {
+        let mut all = self.empty();
+        for mut w in workers {
+            flush(&mut w);
+            for (a, t) in all.iter_mut().zip(w.tallies) {
+                a.merge(t);
             }
-            (all, stats)
         }
-        Some(sink) => {
-            let (tx, rx) = sync_channel::<(usize, Vec<PlannedObject>)>(BATCHES_IN_FLIGHT);
-            std::thread::scope(|s| {
-                let readers = s.spawn(|| {
-                    let make = || Worker {
-                        tallies: empty(),
-                        batches: (0..n).map(|_| Vec::with_capacity(batch_rows)).collect(),
-                        out: Some(tx.clone()),
-                    };
-                    let result = scan(&inv, blobs, cfg.threads, make, per_row).map(|(workers, stats)| {
-                        let mut all = empty();
-                        for w in workers {
-                            if let Some(out) = &w.out {
-                                for (shard, batch) in w.batches.into_iter().enumerate() {
-                                    if !batch.is_empty() {
-                                        let _ = out.send((shard, batch));
-                                    }
-                                }
-                            }
-                            merge_into(&mut all, w.tallies);
-                        }
-                        (all, stats)
-                    });
-                    drop(tx);
-                    result
-                });
-                // This thread owns the checkpoints: it writes until the readers hang up.
-                let mut store_result = Ok(());
-                for (shard, batch) in rx.iter() {
-                    if let Err(e) = sink(shard, &batch) {
-                        store_result = Err(e);
-                        break;
-                    }
-                }
-                drop(rx);
-                let scanned = readers.join().expect("inventory reader panicked");
-                store_result?;
-                Ok::<_, PlanError>(scanned?)
-            })?
-        }
-    };
+        all
+    }
 
-    let estimate = |t: &Tallies, rows: u64, pace: Pace| {
-        Estimate::build(
-            t,
-            EstimateInputs {
-                inventory: InventoryInfo {
-                    source: inv.source.clone(),
-                    source_bucket: inv.source_bucket.clone(),
-                    files: stats.files,
-                    rows,
-                    created: inv.created_ms.map(crate::units::rfc3339_from_ms),
+    /// The whole plan's estimate, and one per shard (at its share of the quota).
+    fn estimates(&self, inv: &Inventory, per_shard: Vec<Tallies>, stats: &ScanStats) -> ShardedPlan {
+        let cfg = self.cfg;
+        let estimate = |t: &Tallies, rows: u64, pace: Pace| {
+            Estimate::build(
+                t,
+                EstimateInputs {
+                    inventory: InventoryInfo {
+                        source: inv.source.clone(),
+                        source_bucket: inv.source_bucket.clone(),
+                        files: stats.files,
+                        rows,
+                        created: inv.created_ms.map(crate::units::rfc3339_from_ms),
+                    },
+                    model: &self.model,
+                    pace,
+                    region: cfg.region.clone(),
+                    classify: &self.classify,
+                    versioned_source: self.versioned_source,
+                    monthly_gets: cfg.monthly_gets,
                 },
-                model: &model,
-                pace,
-                region: cfg.region.clone(),
-                classify: &classify,
-                versioned_source,
-                monthly_gets: cfg.monthly_gets,
-            },
-        )
-    };
-    let shard_pace = Pace { kms_share: cfg.pace.kms_share / n as f64, ..cfg.pace };
-    let shards = if n == 1 {
-        Vec::new()
-    } else {
-        per_shard
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                let mut e = estimate(t, t.rows, shard_pace);
-                e.set_shard(i + 1, n as u32, cfg.pace.kms_share);
-                e
-            })
-            .collect()
-    };
-    let total = estimate(&merge(per_shard.into_iter()), stats.rows, cfg.pace);
-    Ok((ShardedPlan { total, shards }, stats))
+            )
+        };
+        let n = self.shards;
+        let shard_pace = Pace { kms_share: cfg.pace.kms_share / n as f64, ..cfg.pace };
+        let shards = if n == 1 {
+            Vec::new()
+        } else {
+            per_shard
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    let mut e = estimate(t, t.rows, shard_pace);
+                    e.set_shard(i + 1, n as u32, cfg.pace.kms_share);
+                    e
+                })
+                .collect()
+        };
+        let total = estimate(&merge(per_shard.into_iter()), stats.rows, cfg.pace);
+        ShardedPlan { total, shards }
+    }
+}
+
+/// Scan on reader threads while this thread, which owns the checkpoints, writes every
+/// batch to `sink` until the readers hang up.
+fn scan_and_store<F>(
+    planner: &RowPlanner<'_>,
+    inv: &Inventory,
+    blobs: Option<&dyn BlobStore>,
+    per_row: F,
+    sink: ShardSink<'_>,
+) -> Result<(Vec<Tallies>, ScanStats), PlanError>
+where
+    F: Fn(&mut Worker, Result<InventoryRow, BadRow>) -> Result<(), InventoryError> + Sync + Send,
+{
+    let (tx, rx) = sync_channel::<(usize, Vec<PlannedObject>)>(BATCHES_IN_FLIGHT);
+    std::thread::scope(|s| {
+        let readers = s.spawn(|| {
+            let make = || Worker {
+                tallies: planner.empty(),
+                batches: (0..planner.shards).map(|_| Vec::with_capacity(planner.batch_rows)).collect(),
+                out: Some(tx.clone()),
+            };
+            let result = scan(inv, blobs, planner.cfg.threads, make, per_row).map(|(workers, stats)| {
+                let flush = |w: &mut Worker| {
+                    if let Some(out) = &w.out {
+                        for (shard, batch) in std::mem::take(&mut w.batches).into_iter().enumerate() {
+                            if !batch.is_empty() {
+                                let _ = out.send((shard, batch));
+                            }
+                        }
+                    }
+                };
+                (planner.merge_workers(workers, flush), stats)
+            });
+            drop(tx);
+            result
+        });
+        let mut store_result = Ok(());
+        for (shard, batch) in rx.iter() {
+            if let Err(e) = sink(shard, &batch) {
+                store_result = Err(e);
+                break;
+            }
+        }
+        drop(rx);
+        let scanned = readers.join().expect("inventory reader panicked");
+        store_result?;
+        Ok::<_, PlanError>(scanned?)
+    })
 }
 
 fn merge(parts: impl Iterator<Item = Tallies>) -> Tallies {
