@@ -3,15 +3,13 @@
 //! an inventory written from it. Every assertion is about the bucket's truth (HEAD,
 //! tags, bytes, version counts) or the checkpoint's exact counts.
 
-mod support;
-
 use aws_sdk_s3::primitives::ByteStream;
 use rekey::cli::demo::bucket::{create_kms_key, populate, write_inventory_of, BucketSpec, SeededObject};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use support::{rekey_bin, Moto};
+use crate::support::{rekey_bin, Moto};
 
 struct Fixture {
     moto: Moto,
@@ -90,7 +88,7 @@ fn methods(state: &Path) -> HashMap<String, String> {
 /// exactly one new version. Returns the number checked.
 async fn assert_all_migrated(f: &Fixture) -> usize {
     let methods = methods(&f.state);
-    let versions = support::version_counts(&f.s3, &f.bucket).await;
+    let versions = crate::support::version_counts(&f.s3, &f.bucket).await;
     for o in &f.seeded {
         let ctx = &o.key;
         let head = f.s3.head_object().bucket(&f.bucket).key(&o.key).send().await.expect("HEAD");

@@ -3,12 +3,10 @@
 //! and every object ends up SSE-KMS under its own bucket's key; `status` over both
 //! checkpoints counts them by bucket.
 
-mod support;
-
 use rekey::cli::demo::bucket::{create_kms_key, populate, write_inventory_of, BucketSpec};
 use std::collections::HashMap;
 use std::process::{Command, Output};
-use support::{rekey_bin, Moto};
+use crate::support::{rekey_bin, Moto};
 
 fn rekey(moto: &Moto, args: &[&str]) -> Output {
     Command::new(rekey_bin()).args(args).envs(moto.env_for_cli()).output().expect("run rekey")

@@ -4,8 +4,6 @@
 //! version counts, content, tags) or the checkpoint's exact counts; measured rates and
 //! counters are printed, never asserted against wall time.
 
-mod support;
-
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Tag, Tagging};
 use rekey::cli::demo::bucket::{create_kms_key, populate, write_inventory_of, BucketSpec, SeededObject};
@@ -16,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::{rekey_bin, Moto};
+use crate::support::{rekey_bin, Moto};
 
 struct Fixture {
     s3: aws_sdk_s3::Client,
@@ -79,7 +77,7 @@ fn row_status(state: &Path, key: &str) -> (String, Option<String>) {
 /// updates kept ETag and version and wrote no version, copies wrote exactly one.
 async fn assert_exactly_once(f: &Fixture, except: &[&str]) -> usize {
     let methods: HashMap<String, String> = plan_order(&f.state).into_iter().collect();
-    let versions = support::version_counts(&f.s3, &f.bucket).await;
+    let versions = crate::support::version_counts(&f.s3, &f.bucket).await;
     let mut checked = 0;
     for o in f.seeded.iter().filter(|o| !except.contains(&o.key.as_str())) {
         let k = &o.key;
@@ -363,7 +361,7 @@ async fn another_writer_during_the_run_is_never_clobbered_and_is_reported() {
     assert_eq!(row_status(&f.state, &overwritten_copy), ("changed".into(), Some("PreconditionFailed".into())));
     assert_eq!(row_status(&f.state, &deleted).0, "gone");
 
-    let versions = support::version_counts(&f.s3, &f.bucket).await;
+    let versions = crate::support::version_counts(&f.s3, &f.bucket).await;
     // The overwritten copy: the other writer's content is current, untouched, and the
     // inventoried version was not copied over it.
     let head = f.s3.head_object().bucket(&f.bucket).key(&overwritten_copy).send().await.unwrap();

@@ -2,8 +2,6 @@
 //! tests fill, plan and run, then check (and tamper with). Assertions are about the exit
 //! code, the verdicts recorded in the checkpoint, and the summary.
 
-mod support;
-
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{MetadataDirective, ServerSideEncryption, StorageClass, Tag, Tagging};
 use rekey::cli::demo::bucket::{create_kms_key, populate, write_inventory_of, BucketSpec, SeededObject};
@@ -11,7 +9,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use support::{rekey_bin, Moto};
+use crate::support::{rekey_bin, Moto};
 
 struct Fixture {
     moto: Moto,

@@ -2,8 +2,6 @@
 //! (UpdateObjectEncryption, KMS key checks, copy-source preconditions, opaque SSE-KMS ETags,
 //! website-redirect not copied) and that its quota gates, faults and `/__stats` work —
 //! all observed through aws-sdk-s3 (path-style), as `rekey` sees them.
-mod support;
-
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
@@ -15,7 +13,7 @@ use md5::{Digest, Md5};
 use std::fmt::Debug;
 use std::io::{Read, Write};
 use std::time::Duration;
-use support::Moto;
+use crate::support::Moto;
 
 const KMS_SLOWDOWN: &str = "Please reduce your request rate for operations involving AWS KMS.";
 

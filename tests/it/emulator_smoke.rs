@@ -1,11 +1,9 @@
 //! Proves the moto harness works: bucket + put + get round trip.
-mod support;
-
 use aws_sdk_s3::primitives::ByteStream;
 
 #[tokio::test]
 async fn moto_s3_round_trip() {
-    let moto = support::Moto::start();
+    let moto = crate::support::Moto::start();
     let s3 = moto.s3_client().await;
 
     s3.create_bucket().bucket("smoke").send().await.expect("create_bucket");

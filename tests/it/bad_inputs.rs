@@ -7,9 +7,7 @@
 //! where there is one), no panic, and nothing left beside `--state`.
 //!
 //! The folders are committed; [`regenerate`] wrote them and rewrites them:
-//! `cargo test --release --test bad_inputs -- --ignored regenerate`.
-
-mod support;
+//! `cargo test --release --test it -- --ignored bad_inputs::regenerate`.
 
 use flate2::write::GzEncoder;
 use rekey::inventory::keys::encode_form_key;
@@ -18,7 +16,7 @@ use rekey::inventory::synthetic::FULL_SCHEMA;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use support::plan_args;
+use crate::support::plan_args;
 
 const KMS_KEY: &str = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/bad-inputs");

@@ -16,8 +16,6 @@
 //! Also here: the disk filling up under the checkpoint (RLIMIT_FSIZE on the child), which
 //! must stop the run cleanly with exit 5 and resume.
 
-mod support;
-
 use aws_sdk_s3::primitives::ByteStream;
 use rekey::cli::demo::bucket::{create_kms_key, populate, write_inventory_of, BucketSpec};
 use rekey::units::Rng;
@@ -26,7 +24,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
-use support::{plan_args, rekey_bin, Moto};
+use crate::support::{plan_args, rekey_bin, Moto};
 
 const MIB: usize = 1024 * 1024;
 /// Small objects per trial bucket (about 70 % SSE-S3 → update, 30 % unencrypted → copy).
@@ -196,7 +194,7 @@ async fn assert_trial_complete(moto: &Moto, s3: &aws_sdk_s3::Client, t: &Trial) 
     }
     let rows = checkpoint_rows(&t.state);
     let truth = bucket_truth(s3, t).await;
-    let versions = support::version_counts(s3, &t.bucket).await;
+    let versions = crate::support::version_counts(s3, &t.bucket).await;
     for (k, (method, inv_version, _)) in &t.planned {
         let (status, new_version, upload) = &rows[k];
         let (kms, current) = &truth[k];
@@ -425,7 +423,7 @@ async fn a_full_disk_under_the_checkpoint_stops_cleanly_with_exit_5_and_resumes(
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
         rows.map(Result::unwrap).collect()
     };
-    let versions = support::version_counts(&s3, &spec.bucket).await;
+    let versions = crate::support::version_counts(&s3, &spec.bucket).await;
     for o in &seeded {
         let h = s3.head_object().bucket(&spec.bucket).key(&o.key).send().await.unwrap();
         assert_eq!(h.server_side_encryption().map(|s| s.as_str()), Some("aws:kms"), "{}", o.key);

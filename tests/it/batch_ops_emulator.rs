@@ -7,8 +7,6 @@
 //!   request is checked here, field by field, instead.
 //! * `import batch-ops s3://…`: a completion report read from the emulator.
 
-mod support;
-
 use aws_sdk_s3::types::{
     ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
 };
@@ -17,7 +15,7 @@ use rekey::inventory::synthetic::{write_inventory, FullRow, InventorySpec, FULL_
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::{Arc, Mutex};
-use support::{plan_args, rekey_bin, Moto};
+use crate::support::{plan_args, rekey_bin, Moto};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CREATED: i64 = 1_764_000_000_000;
