@@ -13,6 +13,7 @@
 //! * [`plan`] decides each object's fate ([`plan::Decision`]) and what it will cost.
 //! * [`store`] is the SQLite checkpoint every later stage reads and writes.
 //! * [`s3`] builds the AWS clients (SDK retries off: the engine owns retries).
+//! * [`verify`] checks done objects against the plan and records a verdict for each.
 //! * [`cli`] parses commands and renders output; `main.rs` only maps errors to exit codes.
 
 pub mod cli;
@@ -22,4 +23,5 @@ pub mod plan;
 pub mod s3;
 pub mod store;
 pub mod units;
+pub mod verify;
 pub mod vocab;

@@ -1,14 +1,16 @@
 //! An in-process [`ObjectStore`] for unit tests and for benchmarking the engine's own
 //! overhead: objects in a map, with injectable latency, a request-rate gate that answers
 //! like S3's KMS throttling, random transient failures, and per-key write counts so tests
-//! can prove nothing was done twice.
+//! can prove nothing was done twice. Versioned objects keep their noncurrent versions
+//! (a copy leaves the one it replaced), and scripted faults answer the next requests, so
+//! `rekey verify` can be tested against it too.
 
 use super::object_store::{
     CompletedPart, CopyRequest, CreateMultipartRequest, Grants, HeadResult, ObjectStore, OpenUpload, PartCopyRequest,
     S3CallError, S3ErrorKind, UpdateRequest, WriteResult,
 };
 use crate::units::Rng;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -26,6 +28,9 @@ pub struct FakeObject {
     pub writes: u32,
     pub size: u64,
     pub tags: Vec<(String, String)>,
+    pub bucket_key: bool,
+    /// User metadata (`x-amz-meta-*`).
+    pub metadata: HashMap<String, String>,
 }
 
 impl FakeObject {
@@ -41,6 +46,8 @@ impl FakeObject {
             writes: 0,
             size: 0,
             tags: Vec::new(),
+            bucket_key: false,
+            metadata: HashMap::new(),
         }
     }
 }
@@ -76,6 +83,10 @@ pub struct FakeStore {
     uploads: Mutex<HashMap<String, (String, String, i64)>>,
     /// `FakeBehaviour::servers` slots (None: no cap).
     serving: Option<tokio::sync::Semaphore>,
+    /// Noncurrent versions: (bucket, key, version id) → the version.
+    noncurrent: Mutex<HashMap<(String, String, String), FakeObject>>,
+    /// Errors the next requests answer, one each, before anything else.
+    faults: Mutex<VecDeque<S3CallError>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -101,6 +112,50 @@ impl FakeStore {
             rng: Mutex::new(Rng::new(42)),
             counters: Mutex::new(FakeCounters::default()),
             uploads: Mutex::new(HashMap::new()),
+            noncurrent: Mutex::new(HashMap::new()),
+            faults: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Add a noncurrent version of `key` (it must have a version id).
+    pub fn insert_noncurrent(&self, bucket: &str, key: &str, o: FakeObject) {
+        let version = o.version_id.clone().expect("a noncurrent version has a version id");
+        self.noncurrent.lock().unwrap().insert((bucket.into(), key.into(), version), o);
+    }
+
+    /// A noncurrent version, if the fake holds it.
+    pub fn get_noncurrent(&self, bucket: &str, key: &str, version: &str) -> Option<FakeObject> {
+        self.noncurrent.lock().unwrap().get(&(bucket.into(), key.into(), version.into())).cloned()
+    }
+
+    /// Delete the object's current version (its noncurrent ones stay).
+    pub fn remove(&self, bucket: &str, key: &str) -> Option<FakeObject> {
+        self.objects.lock().unwrap().remove(&(bucket.to_string(), key.to_string()))
+    }
+
+    /// The next request (of any kind) answers `e` instead of doing anything.
+    pub fn fail_next(&self, e: S3CallError) {
+        self.faults.lock().unwrap().push_back(e);
+    }
+
+    /// The version a read names: the current one when `version` is None or its id,
+    /// else a noncurrent one; 404 NoSuchKey / NoSuchVersion otherwise.
+    fn version_of(&self, bucket: String, key: String, version: Option<String>) -> Result<FakeObject, S3CallError> {
+        let current = self.objects.lock().unwrap().get(&(bucket.clone(), key.clone())).cloned();
+        match (current, version) {
+            (Some(o), None) => Ok(o),
+            (None, None) => Err(Self::no_such_key()),
+            (Some(o), Some(v)) if o.version_id.as_deref() == Some(v.as_str()) => Ok(o),
+            (_, Some(v)) => self.noncurrent.lock().unwrap().get(&(bucket, key, v)).cloned().ok_or_else(|| {
+                Self::err(S3ErrorKind::NotFound, 404, "NoSuchVersion", "The specified version does not exist.")
+            }),
+        }
+    }
+
+    /// A versioned object about to be replaced stays as a noncurrent version.
+    fn keep_noncurrent(&self, bucket: &str, key: &str, o: &FakeObject) {
+        if o.version_id.is_some() {
+            self.insert_noncurrent(bucket, key, o.clone());
         }
     }
 
@@ -152,6 +207,9 @@ impl FakeStore {
 
     /// Latency, then the fault and rate gates, as S3 would answer them.
     async fn admit(&self, write: bool) -> Result<(), S3CallError> {
+        if let Some(e) = self.faults.lock().unwrap().pop_front() {
+            return Err(e);
+        }
         let b = self.behaviour.lock().unwrap().clone();
         let _server = match &self.serving {
             Some(s) => Some(s.acquire().await.expect("never closed")),
@@ -220,6 +278,7 @@ impl ObjectStore for FakeStore {
         }
         o.sse = Some("aws:kms".into());
         o.kms_key_id = Some(r.kms_key_arn.clone());
+        o.bucket_key = r.bucket_key;
         o.writes += 1;
         Ok(WriteResult {
             etag: Some(o.etag.clone()),
@@ -234,7 +293,7 @@ impl ObjectStore for FakeStore {
         self.counters.lock().unwrap().copies += 1;
         let etag = self.next_etag();
         let mut objects = self.objects.lock().unwrap();
-        let o = objects.get_mut(&(r.bucket, r.key)).ok_or_else(Self::no_such_key)?;
+        let o = objects.get_mut(&(r.bucket.clone(), r.key.clone())).ok_or_else(Self::no_such_key)?;
         if r.if_match.as_deref().is_some_and(|m| m.trim_matches('"') != o.etag) {
             return Err(Self::precondition_failed());
         }
@@ -246,8 +305,10 @@ impl ObjectStore for FakeStore {
                 "The operation is not valid for the object's storage class",
             ));
         }
+        self.keep_noncurrent(&r.bucket, &r.key, o);
         o.sse = Some("aws:kms".into());
         o.kms_key_id = Some(r.kms_key_arn.clone());
+        o.bucket_key = r.bucket_key;
         o.etag = etag;
         if o.version_id.is_some() {
             o.version_id = Some(format!("copy-{}", o.etag));
@@ -261,18 +322,20 @@ impl ObjectStore for FakeStore {
         })
     }
 
-    async fn head(&self, bucket: String, key: String, _version_id: Option<String>) -> Result<HeadResult, S3CallError> {
+    async fn head(&self, bucket: String, key: String, version_id: Option<String>) -> Result<HeadResult, S3CallError> {
         self.admit(false).await?;
         self.counters.lock().unwrap().heads += 1;
-        let objects = self.objects.lock().unwrap();
-        let o = objects.get(&(bucket, key)).ok_or_else(|| Self::err(S3ErrorKind::NotFound, 404, "NotFound", ""))?;
+        // A HEAD has no body: a 404 carries no S3 error code.
+        let o = self.version_of(bucket, key, version_id).map_err(|e| S3CallError { code: "NotFound".into(), ..e })?;
         Ok(HeadResult {
             etag: Some(o.etag.clone()),
             version_id: o.version_id.clone(),
             sse: o.sse.clone(),
             kms_key_id: o.kms_key_id.clone(),
             storage_class: Some(o.storage_class.clone()),
+            bucket_key_enabled: Some(o.bucket_key),
             content_length: Some(o.size),
+            metadata: o.metadata.clone(),
             ..HeadResult::default()
         })
     }
@@ -281,12 +344,10 @@ impl ObjectStore for FakeStore {
         &self,
         bucket: String,
         key: String,
-        _v: Option<String>,
+        version_id: Option<String>,
     ) -> Result<Vec<(String, String)>, S3CallError> {
         self.admit(false).await?;
-        let objects = self.objects.lock().unwrap();
-        let o = objects.get(&(bucket, key)).ok_or_else(Self::no_such_key)?;
-        Ok(o.tags.clone())
+        Ok(self.version_of(bucket, key, version_id)?.tags)
     }
 
     async fn get_grants(
@@ -337,11 +398,12 @@ impl ObjectStore for FakeStore {
         }
         let etag = format!("{}-{}", self.next_etag(), parts.len());
         let mut objects = self.objects.lock().unwrap();
-        let o = objects.get_mut(&(bucket, key)).ok_or_else(Self::no_such_key)?;
+        let o = objects.get_mut(&(bucket.clone(), key.clone())).ok_or_else(Self::no_such_key)?;
         if if_match.as_deref().is_some_and(|m| m.trim_matches('"') != o.etag) {
             return Err(Self::precondition_failed());
         }
         self.uploads.lock().unwrap().remove(&upload_id);
+        self.keep_noncurrent(&bucket, &key, o);
         o.sse = Some("aws:kms".into());
         o.etag = etag;
         if o.version_id.is_some() {

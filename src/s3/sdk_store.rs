@@ -25,7 +25,7 @@ impl SdkStore {
     }
 }
 
-/// Turn an SDK failure into a classified [`S3CallError`] (also used by `rekey verify`).
+/// Turn an SDK failure into a classified [`S3CallError`].
 pub fn call_error<E>(e: SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> S3CallError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -85,6 +85,52 @@ fn lock_of(l: &LockSettings) -> Result<LockFields, S3CallError> {
         None => None,
     };
     Ok((l.mode.as_deref().map(ObjectLockMode::from), until, l.legal_hold.then_some(ObjectLockLegalHoldStatus::On)))
+}
+
+impl SdkStore {
+    /// HeadObject, with or without the checksum (see [`ObjectStore::head_plain`]).
+    async fn head_object(
+        &self,
+        bucket: String,
+        key: String,
+        version_id: Option<String>,
+        checksum_mode: Option<ChecksumMode>,
+    ) -> Result<HeadResult, S3CallError> {
+        let out = self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .set_version_id(version_id)
+            .set_checksum_mode(checksum_mode)
+            .send()
+            .await
+            .map_err(call_error)?;
+        let sum = checksum!(out);
+        Ok(HeadResult {
+            etag: out.e_tag().map(|e| e.trim_matches('"').to_string()),
+            version_id: out.version_id().map(str::to_string),
+            sse: out.server_side_encryption().map(|s| s.as_str().to_string()),
+            kms_key_id: out.ssekms_key_id().map(str::to_string),
+            storage_class: out.storage_class().map(|s| s.as_str().to_string()),
+            bucket_key_enabled: out.bucket_key_enabled(),
+            content_length: out.content_length().map(|n| n.max(0) as u64),
+            metadata: out.metadata().cloned().unwrap_or_default(),
+            content_type: out.content_type().map(str::to_string),
+            content_encoding: out.content_encoding().map(str::to_string),
+            content_disposition: out.content_disposition().map(str::to_string),
+            content_language: out.content_language().map(str::to_string),
+            cache_control: out.cache_control().map(str::to_string),
+            expires: out.expires_string().map(str::to_string),
+            website_redirect: out.website_redirect_location().map(str::to_string),
+            checksum_algorithm: sum.and_then(|s| s.split_once(':').map(|(a, _)| a.to_string())),
+            lock: LockSettings {
+                mode: out.object_lock_mode().map(|m| m.as_str().to_string()),
+                retain_until: out.object_lock_retain_until_date().and_then(|t| t.fmt(DateTimeFormat::DateTime).ok()),
+                legal_hold: out.object_lock_legal_hold_status() == Some(&ObjectLockLegalHoldStatus::On),
+            },
+        })
+    }
 }
 
 impl ObjectStore for SdkStore {
@@ -159,40 +205,16 @@ impl ObjectStore for SdkStore {
     }
 
     async fn head(&self, bucket: String, key: String, version_id: Option<String>) -> Result<HeadResult, S3CallError> {
-        let out = self
-            .client
-            .head_object()
-            .bucket(bucket)
-            .key(key)
-            .set_version_id(version_id)
-            .checksum_mode(ChecksumMode::Enabled)
-            .send()
-            .await
-            .map_err(call_error)?;
-        let sum = checksum!(out);
-        Ok(HeadResult {
-            etag: out.e_tag().map(|e| e.trim_matches('"').to_string()),
-            version_id: out.version_id().map(str::to_string),
-            sse: out.server_side_encryption().map(|s| s.as_str().to_string()),
-            kms_key_id: out.ssekms_key_id().map(str::to_string),
-            storage_class: out.storage_class().map(|s| s.as_str().to_string()),
-            bucket_key_enabled: out.bucket_key_enabled(),
-            content_length: out.content_length().map(|n| n.max(0) as u64),
-            metadata: out.metadata().cloned().unwrap_or_default(),
-            content_type: out.content_type().map(str::to_string),
-            content_encoding: out.content_encoding().map(str::to_string),
-            content_disposition: out.content_disposition().map(str::to_string),
-            content_language: out.content_language().map(str::to_string),
-            cache_control: out.cache_control().map(str::to_string),
-            expires: out.expires_string().map(str::to_string),
-            website_redirect: out.website_redirect_location().map(str::to_string),
-            checksum_algorithm: sum.and_then(|s| s.split_once(':').map(|(a, _)| a.to_string())),
-            lock: LockSettings {
-                mode: out.object_lock_mode().map(|m| m.as_str().to_string()),
-                retain_until: out.object_lock_retain_until_date().and_then(|t| t.fmt(DateTimeFormat::DateTime).ok()),
-                legal_hold: out.object_lock_legal_hold_status() == Some(&ObjectLockLegalHoldStatus::On),
-            },
-        })
+        self.head_object(bucket, key, version_id, Some(ChecksumMode::Enabled)).await
+    }
+
+    async fn head_plain(
+        &self,
+        bucket: String,
+        key: String,
+        version_id: Option<String>,
+    ) -> Result<HeadResult, S3CallError> {
+        self.head_object(bucket, key, version_id, None).await
     }
 
     async fn get_tags(

@@ -228,6 +228,15 @@ impl ObjectStore for DirectStore {
         self.sdk.head(bucket, key, version_id).await
     }
 
+    async fn head_plain(
+        &self,
+        bucket: String,
+        key: String,
+        version_id: Option<String>,
+    ) -> Result<HeadResult, S3CallError> {
+        self.sdk.head_plain(bucket, key, version_id).await
+    }
+
     async fn get_tags(
         &self,
         bucket: String,
