@@ -33,11 +33,28 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
+/// The key ARN the help's examples use.
+macro_rules! example_key {
+    () => {
+        "arn:aws:kms:us-east-1:111122223333:key/0f1e2d3c-4b5a-6978-8695-a4b3c2d1e0f9"
+    };
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "rekey",
     version,
-    about = "Re-encrypt S3 objects from SSE-S3 (or none) to SSE-KMS in place, planned from S3 Inventory."
+    about = "Re-encrypt S3 objects from SSE-S3 (or none) to SSE-KMS in place, planned from S3 Inventory.",
+    after_help = "The whole job, in order:
+  rekey estimate  --inventory manifest.json --kms-key KEY       what it costs, how long it takes
+  rekey plan      --inventory manifest.json --kms-key KEY --state m.rekey
+  rekey preflight --state m.rekey                               key, bucket, permissions
+  rekey run       --state m.rekey                               Ctrl-C stops; run again resumes
+  rekey status    --state m.rekey                               from another shell
+  rekey verify    --state m.rekey
+  rekey report    --state m.rekey --out report.csv
+
+Try it locally first: rekey demo (an S3/KMS emulator on this machine). Exit codes: see the README."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -47,20 +64,28 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Read an inventory and print what re-encrypting it would cost and how long it would take.
+    #[command(after_help = concat!("Example:\n  rekey estimate --inventory s3://inv/src/daily/2026-11-24T01-00Z/manifest.json --kms-key ", example_key!(), " --bucket-key --format json"))]
     Estimate(PlanArgs),
     /// As estimate, and write every object's fate into a SQLite checkpoint for `rekey run`.
+    #[command(after_help = concat!("Example:\n  rekey plan --inventory ./inventory/manifest.json --kms-key ", example_key!(), " --state migration.rekey"))]
     Plan(PlanArgs),
     /// Execute a plan: re-encrypt every pending object, resuming where the last run stopped.
+    #[command(after_help = "Example:\n  rekey run --state migration.rekey --concurrency 128")]
     Run(run_cmd::RunArgs),
     /// Check the key, the bucket and the permissions before a run, touching no object.
+    #[command(after_help = "Example:\n  rekey preflight --state migration.rekey --canary")]
     Preflight(preflight_cmd::PreflightArgs),
     /// HEAD the done objects (or a sample) and record whether each is as planned.
+    #[command(after_help = "Example:\n  rekey verify --state migration.rekey --sample 1000 --format json")]
     Verify(verify_cmd::VerifyArgs),
     /// Counts, rate, throttles and ETA of a plan, also while `rekey run` is running.
+    #[command(after_help = "Example:\n  rekey status --state migration.shard-*-of-4.rekey")]
     Status(run_cmd::StatusArgs),
-    /// Generate a realistic inventory (100k rows) and plan it: the whole job, locally.
+    /// The whole job against a local S3/KMS emulator: generate, plan, run, verify.
+    #[command(after_help = "Example:\n  rekey demo --objects 500 --keep /tmp/rekey-demo")]
     Demo(demo::DemoArgs),
     /// Write every object's outcome to a file (Batch Operations report, CSV or JSON Lines).
+    #[command(after_help = "Example:\n  rekey report --state migration.rekey --out failed.csv --only failed")]
     Report(report_cmd::ReportArgs),
     /// Hand the pending objects to another engine.
     #[command(subcommand)]
@@ -73,12 +98,16 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum ExportCommand {
     /// Manifests and CreateJob requests for S3 Batch Operations.
+    #[command(
+        after_help = "Example:\n  rekey export batch-ops --state migration.rekey --out jobs/ --account-id 111122223333 \\\n      --role-arn arn:aws:iam::111122223333:role/rekey --report-bucket reports-bucket"
+    )]
     BatchOps(batch_ops::ExportArgs),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum ImportCommand {
     /// Mark objects done or failed from S3 Batch Operations completion reports.
+    #[command(after_help = "Example:\n  rekey import batch-ops --state migration.rekey results/*.csv")]
     BatchOps(batch_ops::ImportArgs),
 }
 

@@ -5,9 +5,9 @@
 //! key alias is resolved to its ARN once, since S3 reports ARNs. Exit 6 when any object
 //! is not `ok`, 130 when interrupted.
 
-use super::settings::PlanSettings;
 use super::{Exit, ExitCode};
 use crate::exec::RetryPolicy;
+use crate::plan::stored::StoredPlan;
 use crate::s3::{build_client, build_kms_client, S3Settings, SdkStore};
 use crate::store::{Checkpoint, Verdict};
 use crate::units::{human_duration, thousands};
@@ -47,11 +47,10 @@ pub enum VerifyFormat {
 }
 
 fn config(args: &VerifyArgs, cp: &Checkpoint) -> Result<(Expect, S3Settings)> {
-    let run = cp.run()?;
-    let plan: PlanSettings = serde_json::from_str(&run.options_json).context("the plan's options")?;
-    let key = run.kms_key_arn.context("the plan has no KMS key, so there is nothing to verify against")?;
-    let s3 = args.connect.settings(&plan, &key);
-    Ok((Expect { key_arn: key, bucket_key: plan.bucket_key.unwrap_or(false) }, s3))
+    let plan = StoredPlan::read(cp)?;
+    let key = plan.run.kms_key_arn.clone().context("the plan has no KMS key, so there is nothing to verify against")?;
+    let s3 = args.connect.settings(&plan.settings, &key);
+    Ok((Expect { key_arn: key, bucket_key: plan.settings.bucket_key.unwrap_or(false) }, s3))
 }
 
 /// S3 reports the key's ARN, never an alias: resolve a planned alias (`--method copy`
