@@ -2,7 +2,7 @@
 //! SQLite insert, on a generated 200,000-row inventory in the real format.
 //!
 //! `cargo bench --bench plan_throughput`. For 1 M and 10 M rows against `gzip -dc`, with
-//! peak memory, use `scripts/bench-plan` (README, "Benchmarks").
+//! peak memory, use `scripts/bench-plan` (docs/performance.md).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rekey::inventory::synthetic::{demo_rows, write_inventory, InventorySpec};

@@ -1,6 +1,6 @@
 //! What each planned object costs, and the totals.
 //!
-//! Per object (docs/s3-facts.md §0, §3, §4; the README's "Cost model" says the same):
+//! Per object (docs/s3-facts.md §0, §3, §4; docs/cost-model.md says the same):
 //! * `update`: 1 PUT-class request at the STANDARD price (UpdateObjectEncryption is
 //!   "always charged as an S3 Standard storage class request"), 1 KMS request.
 //! * `copy`: 1 PUT-class request at the object's class price, 1 KMS request, retrieval of
@@ -121,7 +121,7 @@ impl CostModel {
             if self.versioned {
                 c.noncurrent_storage_usd_per_month = billable_gib * p.storage_per_gib_month;
             } else if let (Some(created), Some(modified)) = (self.inventory_created_ms, last_modified_ms) {
-                // No LastModifiedDate, no fee: the README states this assumption.
+                // No LastModifiedDate, no fee: docs/cost-model.md states this assumption.
                 // Saturating: both come from the inventory, and a nonsense timestamp must
                 // not wrap an age of millennia into a young object.
                 let age_days = (created.saturating_sub(modified) as f64 / DAY_MS).max(0.0);

@@ -82,7 +82,7 @@ pub struct PlanSettings {
     /// Copies above this size use multipart copy (default and maximum 5GiB).
     #[arg(long, value_name = "SIZE")]
     pub multipart_threshold: Option<ByteSize>,
-    /// A TOML file overriding prices (see README, "Cost model").
+    /// A TOML file overriding prices (see docs/cost-model.md).
     #[arg(long, value_name = "FILE")]
     pub prices: Option<PathBuf>,
     #[arg(long, value_enum)]

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 /// The most shards a plan may have: each is a SQLite file written at once while planning.
 pub const MAX_SHARDS: u32 = 256;
 
-/// How `--shards` is described in estimates and in the README.
+/// How `--shards` is described in estimates and in docs/scale-out.md.
 pub const HASH_NAME: &str = "FNV-1a 64 of bucket, NUL, key; mod N";
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;

@@ -42,7 +42,7 @@ fn near(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1.5e-6
 }
 
-/// The README's worked example. Every figure below is computed by hand from the price
+/// The worked example of docs/cost-model.md. Every figure below is computed by hand from the price
 /// table, not by the cost model.
 #[test]
 fn hand_computed_estimate_with_early_deletion_and_multipart() {

@@ -16,6 +16,7 @@
 //! Also here: the disk filling up under the checkpoint (RLIMIT_FSIZE on the child), which
 //! must stop the run cleanly with exit 5 and resume.
 
+use crate::support::{plan_args, rekey_bin, Moto};
 use aws_sdk_s3::primitives::ByteStream;
 use rekey::cli::demo::bucket::{create_kms_key, populate, write_inventory_of, BucketSpec};
 use rekey::units::Rng;
@@ -24,7 +25,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
-use crate::support::{plan_args, rekey_bin, Moto};
 
 const MIB: usize = 1024 * 1024;
 /// Small objects per trial bucket (about 70 % SSE-S3 → update, 30 % unencrypted → copy).
@@ -253,7 +253,7 @@ async fn drive(moto: &Moto, s3: &aws_sdk_s3::Client, t: &Trial, rng: &mut Rng, k
         // A SIGINT target lies past the canary (at most one update and one copy, done
         // before the engine starts): `rekey run` installs its Ctrl-C handler only then, so
         // a SIGINT during the pre-flight ends the process by the default action (see the
-        // README, "Reliability").
+        // docs/reliability.md).
         let skip = if kill == Kill::Graceful { 3 } else { 1 };
         let target =
             (remaining > skip + 2 && again && round < 5).then(|| done_before + skip + rng.below(remaining - skip - 1));
