@@ -1,6 +1,6 @@
 //! Each row's fate: migrate by one [`Method`], or skip for one named [`SkipReason`].
 //!
-//! The order of the rules matters (the first match wins) and is documented in the
+//! The order of the rules matters (the first match wins) and is documented in
 //! docs/cost-model.md. The facts behind them: UpdateObjectEncryption refuses NOT-SSE, DSSE-KMS and
 //! SSE-C sources and any object under retention or legal hold, and needs no restore
 //! (docs/s3-facts.md §0); CopyObject cannot read GLACIER / DEEP_ARCHIVE objects or

@@ -9,6 +9,7 @@
 //! The folders are committed; [`regenerate`] wrote them and rewrites them:
 //! `cargo test --release --test it -- --ignored bad_inputs::regenerate`.
 
+use crate::support::plan_args;
 use flate2::write::GzEncoder;
 use rekey::inventory::keys::encode_form_key;
 use rekey::inventory::manifest::md5_hex;
@@ -16,7 +17,6 @@ use rekey::inventory::synthetic::FULL_SCHEMA;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use crate::support::plan_args;
 
 const KMS_KEY: &str = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/bad-inputs");

@@ -7,6 +7,7 @@
 //!   request is checked here, field by field, instead.
 //! * `import batch-ops s3://…`: a completion report read from the emulator.
 
+use crate::support::{plan_args, rekey_bin, Moto};
 use aws_sdk_s3::types::{
     ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
 };
@@ -15,7 +16,6 @@ use rekey::inventory::synthetic::{write_inventory, FullRow, InventorySpec, FULL_
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::{Arc, Mutex};
-use crate::support::{plan_args, rekey_bin, Moto};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CREATED: i64 = 1_764_000_000_000;

@@ -2,6 +2,7 @@
 //! (UpdateObjectEncryption, KMS key checks, copy-source preconditions, opaque SSE-KMS ETags,
 //! website-redirect not copied) and that its quota gates, faults and `/__stats` work —
 //! all observed through aws-sdk-s3 (path-style), as `rekey` sees them.
+use crate::support::Moto;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
@@ -13,7 +14,6 @@ use md5::{Digest, Md5};
 use std::fmt::Debug;
 use std::io::{Read, Write};
 use std::time::Duration;
-use crate::support::Moto;
 
 const KMS_SLOWDOWN: &str = "Please reduce your request rate for operations involving AWS KMS.";
 

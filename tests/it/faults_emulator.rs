@@ -4,6 +4,7 @@
 //! version counts, content, tags) or the checkpoint's exact counts; measured rates and
 //! counters are printed, never asserted against wall time.
 
+use crate::support::{rekey_bin, Moto};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Tag, Tagging};
 use rekey::cli::demo::bucket::{create_kms_key, populate, write_inventory_of, BucketSpec, SeededObject};
@@ -14,7 +15,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use crate::support::{rekey_bin, Moto};
 
 struct Fixture {
     s3: aws_sdk_s3::Client,

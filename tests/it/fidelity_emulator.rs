@@ -4,13 +4,13 @@
 //! from HEAD and GetObjectTagging. The emulator drops the redirect on copy as S3 does, so
 //! the redirect tests prove the re-send and not moto's leniency.
 
+use crate::support::{rekey_bin, Moto};
 use aws_sdk_s3::primitives::{ByteStream, DateTime};
 use aws_sdk_s3::types::{ObjectLockLegalHoldStatus, ObjectLockMode, ServerSideEncryption, StorageClass};
 use rekey::cli::demo::bucket::{create_kms_key, write_inventory_with, RowFacts};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Command, Output};
-use crate::support::{rekey_bin, Moto};
 
 const MIB: usize = 1024 * 1024;
 const BUCKET: &str = "fidelity";

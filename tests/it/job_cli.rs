@@ -2,12 +2,12 @@
 //! with its own key, planned into one checkpoint each, the KMS share divided per region,
 //! and `rekey status` broken down by bucket and region. Generated inventories, no emulator.
 
+use crate::support::{json, ok, plan_args, rekey_offline as rekey, stderr, stdout};
 use rekey::inventory::synthetic::{demo_rows, write_inventory, InventorySpec, FULL_SCHEMA};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use crate::support::{json, ok, plan_args, rekey_offline as rekey, stderr, stdout};
 
 const CREATED: i64 = 1_764_000_000_000;
 const KEY_US: &str = "arn:aws:kms:us-east-1:111122223333:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";

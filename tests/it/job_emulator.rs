@@ -3,10 +3,10 @@
 //! and every object ends up SSE-KMS under its own bucket's key; `status` over both
 //! checkpoints counts them by bucket.
 
+use crate::support::{rekey_bin, Moto};
 use rekey::cli::demo::bucket::{create_kms_key, populate, write_inventory_of, BucketSpec};
 use std::collections::HashMap;
 use std::process::{Command, Output};
-use crate::support::{rekey_bin, Moto};
 
 fn rekey(moto: &Moto, args: &[&str]) -> Output {
     Command::new(rekey_bin()).args(args).envs(moto.env_for_cli()).output().expect("run rekey")

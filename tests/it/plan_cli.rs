@@ -1,11 +1,11 @@
 //! The `rekey` binary on inventories laid out as S3 delivers them:
 //! `PREFIX/SOURCE-BUCKET/CONFIG/DATE/manifest.json` and `.../CONFIG/data/*.csv.gz`.
 
+use crate::support::{plan_args, rekey_offline as rekey, stderr};
 use rekey::inventory::synthetic::{write_inventory, FullRow, InventorySpec, FULL_SCHEMA};
 use rekey::units::{rfc3339_from_ms, GIB};
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use crate::support::{plan_args, rekey_offline as rekey, stderr};
 
 const CREATED: i64 = 1_764_000_000_000;
 const DAY: i64 = 86_400_000;

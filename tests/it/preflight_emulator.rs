@@ -5,11 +5,11 @@
 //! (HEAD shows the original encryption, the checkpoint has nothing done); and a healthy
 //! setup that passes and runs to the end through the canary.
 
+use crate::support::{plan_args, rekey_bin, Moto};
 use rekey::cli::demo::bucket::{create_kms_key, populate, write_inventory_of, BucketSpec, SeededObject};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use crate::support::{plan_args, rekey_bin, Moto};
 
 const BUCKET: &str = "rekey-preflight";
 

@@ -1,11 +1,11 @@
 //! `rekey report`, `rekey export batch-ops` and `rekey import batch-ops` on a checkpoint
 //! planned from a generated inventory, with outcomes set directly in SQLite (no emulator).
 
+use crate::support::{ok, rekey_offline as rekey, stderr, stdout};
 use md5::{Digest, Md5};
 use rekey::inventory::synthetic::{write_inventory, FullRow, InventorySpec, FULL_SCHEMA};
 use rekey::units::GIB;
 use std::path::{Path, PathBuf};
-use crate::support::{ok, rekey_offline as rekey, stderr, stdout};
 
 const CREATED: i64 = 1_764_000_000_000;
 const DAY: i64 = 86_400_000;

@@ -3,13 +3,13 @@
 //! an inventory written from it. Every assertion is about the bucket's truth (HEAD,
 //! tags, bytes, version counts) or the checkpoint's exact counts.
 
+use crate::support::{rekey_bin, Moto};
 use aws_sdk_s3::primitives::ByteStream;
 use rekey::cli::demo::bucket::{create_kms_key, populate, write_inventory_of, BucketSpec, SeededObject};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use crate::support::{rekey_bin, Moto};
 
 struct Fixture {
     moto: Moto,

@@ -1,9 +1,9 @@
 //! `--inventory s3://…/manifest.json`, read through aws-sdk-s3 from moto.
 
+use crate::support::Moto;
 use rekey::inventory::synthetic::{demo_rows, write_inventory, InventorySpec};
 use std::path::Path;
 use std::process::{Command, Output};
-use crate::support::Moto;
 
 const CREATED: i64 = 1_764_000_000_000;
 

@@ -1,12 +1,12 @@
 //! Security properties of the binary: credentials never leak into anything rekey writes,
 //! the files it writes are owner-only, and a plain-http endpoint off loopback is refused.
 
+use crate::support::{rekey_bin, Moto};
 use rekey::cli::demo::bucket::{create_kms_key, populate, write_inventory_of, BucketSpec};
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
-use crate::support::{rekey_bin, Moto};
 
 /// Credentials that appear nowhere else, so that any occurrence is a leak.
 const ACCESS_KEY_ID: &str = "AKIAREKEYLEAKCHECK77";

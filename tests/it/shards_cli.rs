@@ -1,12 +1,12 @@
 //! `rekey plan --shards N` and `rekey status` over several checkpoints, on a generated
 //! inventory (no emulator).
 
+use crate::support::{json, ok, plan_args, rekey_offline as rekey, stderr, stdout};
 use rekey::inventory::synthetic::{demo_rows, write_inventory, InventorySpec, FULL_SCHEMA};
 use rekey::plan::shard::shard_of;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use crate::support::{json, ok, plan_args, rekey_offline as rekey, stderr, stdout};
 
 const CREATED: i64 = 1_764_000_000_000;
 const KEY: &str = "arn:aws:kms:us-east-1:111122223333:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";

@@ -2,6 +2,7 @@
 //! tests fill, plan and run, then check (and tamper with). Assertions are about the exit
 //! code, the verdicts recorded in the checkpoint, and the summary.
 
+use crate::support::{rekey_bin, Moto};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{MetadataDirective, ServerSideEncryption, StorageClass, Tag, Tagging};
 use rekey::cli::demo::bucket::{create_kms_key, populate, write_inventory_of, BucketSpec, SeededObject};
@@ -9,7 +10,6 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use crate::support::{rekey_bin, Moto};
 
 struct Fixture {
     moto: Moto,
