@@ -19,6 +19,7 @@ pub mod cli;
 pub mod exec;
 pub mod inventory;
 pub mod plan;
+pub mod private_file;
 pub mod s3;
 pub mod store;
 pub mod units;
