@@ -13,8 +13,10 @@
 //! * [`plan`] decides each object's fate ([`plan::Decision`]) and what it will cost.
 //! * [`store`] is the SQLite checkpoint every later stage reads and writes.
 //! * [`s3`] builds the AWS clients (SDK retries off: the engine owns retries).
+//! * [`batch_ops`] hands pending objects to S3 Batch Operations and folds its reports back.
 //! * [`cli`] parses commands and renders output; `main.rs` only maps errors to exit codes.
 
+pub mod batch_ops;
 pub mod cli;
 pub mod exec;
 pub mod inventory;
