@@ -14,12 +14,15 @@
 //! * [`store`] is the SQLite checkpoint every later stage reads and writes.
 //! * [`s3`] builds the AWS clients (SDK retries off: the engine owns retries).
 //! * [`verify`] checks done objects against the plan and records a verdict for each.
+//! * [`batch_ops`] hands pending objects to S3 Batch Operations and folds its reports back.
 //! * [`cli`] parses commands and renders output; `main.rs` only maps errors to exit codes.
 
+pub mod batch_ops;
 pub mod cli;
 pub mod exec;
 pub mod inventory;
 pub mod plan;
+pub mod private_file;
 pub mod s3;
 pub mod store;
 pub mod units;

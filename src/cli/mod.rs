@@ -20,7 +20,7 @@ pub mod logging;
 pub mod output;
 pub mod plan_cmd;
 pub mod preflight_cmd;
-pub mod private_file;
+pub use crate::private_file;
 pub mod report_cmd;
 pub mod run_cmd;
 pub mod verify_cmd;

@@ -2,7 +2,7 @@
 //! finance can hold against the estimate.
 //!
 //! * `batch-ops`: the S3 Batch Operations completion-report layout (see
-//!   [`super::batch_ops::completion_record`]), no header, so tooling written for Batch
+//!   [`crate::batch_ops::completion_record`]), no header, so tooling written for Batch
 //!   Operations reads rekey's runs too. Only objects a run dealt with are tasks: pending
 //!   and skipped objects are left out (the summary counts them).
 //! * `csv`: one header line, then every column the checkpoint holds per object; keys as
@@ -12,7 +12,7 @@
 //!
 //! Rows are streamed from SQLite to the file: memory stays flat whatever the plan's size.
 
-use super::batch_ops::completion_record;
+use crate::batch_ops::completion_record;
 use crate::plan::estimate::RequestsInfo;
 use crate::plan::stored::StoredPlan;
 use crate::store::{Checkpoint, ReportRow, ReportScope};
