@@ -64,8 +64,7 @@ fn read_row(state: &Path, id: i64) -> Result<CanaryRow> {
         .with_context(|| format!("{}: reading the canary's row", state.display()))
 }
 
-/// The canary: the engine migrates the first object still to do of each method (the
-/// multipart copies wait for multipart copy), then each is HEAD-checked.
+/// Run the canary on the plan at `cfg.state` and check each object it picked.
 /// Returns no check when nothing is left to do.
 pub async fn canary(s3: &aws_sdk_s3::Client, cfg: &RunConfig, facts: &PlanFacts, stop: Stopper) -> Result<Vec<Check>> {
     let mut reader = TodoReader::open(&cfg.state)?;

@@ -123,8 +123,9 @@ impl FakeBucket {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BucketCall {
     DescribeKey,
-    /// GetBucketLocation, without and with ExpectedBucketOwner.
+    /// GetBucketLocation for the region.
     Location,
+    /// GetBucketLocation with ExpectedBucketOwner.
     ExpectOwner,
     Versioning,
     DefaultEncryption,

@@ -5,6 +5,7 @@ use super::bucket_api::{ApiError, BucketApi, DefaultEncryption, KeyMetadata, Key
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
+/// The pre-flight's reads over an S3 client and a KMS client in the key's region.
 pub struct SdkBucketApi {
     s3: aws_sdk_s3::Client,
     kms: aws_sdk_kms::Client,
