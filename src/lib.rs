@@ -11,6 +11,7 @@
 //! * [`inventory`] reads S3 Inventory reports (local or `s3://`) and Batch Operations CSV
 //!   manifests, streaming, with every data file verified against its manifest.
 //! * [`plan`] decides each object's fate ([`plan::Decision`]) and what it will cost.
+//! * [`preflight`] checks the key and the buckets before a run, and runs its canary.
 //! * [`store`] is the SQLite checkpoint every later stage reads and writes.
 //! * [`s3`] builds the AWS clients (SDK retries off: the engine owns retries).
 //! * [`verify`] checks done objects against the plan and records a verdict for each.
@@ -22,6 +23,7 @@ pub mod cli;
 pub mod exec;
 pub mod inventory;
 pub mod plan;
+pub mod preflight;
 pub mod private_file;
 pub mod s3;
 pub mod store;

@@ -4,7 +4,7 @@
 //! quota and share, S3 rate), so that it does what the estimate costed; the flags here
 //! override the pacing and where to connect.
 //!
-//! Before the first object, the pre-flight checks of [`super::preflight_cmd`] run (the key,
+//! Before the first object, the pre-flight checks of [`crate::preflight`] run (the key,
 //! the bucket, then a canary of one object per method), unless `--skip-preflight`.
 //!
 //! Exit codes ([`super::ExitCode`]): 0 all done; 8 finished but some objects failed; 3 the circuit breaker
@@ -18,6 +18,7 @@ use crate::exec::progress::{ProgressMode, ProgressSnapshot};
 use crate::exec::task::Fidelity;
 use crate::exec::{config, FailureBudget, RunConfig, RunOverrides, RunReport, StopReason, Stopper};
 use crate::plan::stored::StoredPlan;
+use crate::preflight::likely_cause;
 use crate::s3::{connect, DirectStore, S3Settings, SdkStore};
 use crate::store::{Checkpoint, ObjectStatus, Verdict};
 use crate::units::{human_bytes, human_duration, thousands};
@@ -307,21 +308,6 @@ fn finish(args: &RunArgs, r: &RunReport, quiet: bool) -> Result<()> {
             args.state.display()
         )).into()),
         Some(StopReason::Checkpoint(e)) => Err(Exit::new(ExitCode::Checkpoint, format!("stopped: the checkpoint could not be written or read ({e}); free space or fix the file, then `{resume}`")).into()),
-    }
-}
-
-pub(super) fn likely_cause(code: &str) -> &'static str {
-    match code {
-        "KMS.DisabledException" => "the KMS key is disabled (enable it: aws kms enable-key)",
-        "KMS.NotFoundException" => "the KMS key does not exist in this account and region",
-        "KMS.KMSInvalidStateException" => "the KMS key is pending deletion or import (cancel the deletion)",
-        "KMS.InvalidKeyUsageException" => "the key is not a symmetric ENCRYPT_DECRYPT key",
-        "AccessDenied" => "a missing IAM or key-policy permission, or a bucket policy that denies it",
-        "NoSuchBucket" => "the bucket does not exist (wrong region or endpoint?)",
-        "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "ExpiredToken" | "InvalidToken" => {
-            "the credentials are wrong or expired"
-        }
-        _ => "S3 or KMS refuses every request of this kind",
     }
 }
 

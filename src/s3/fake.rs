@@ -3,8 +3,11 @@
 //! like S3's KMS throttling, random transient failures, and per-key write counts so tests
 //! can prove nothing was done twice. Versioned objects keep their noncurrent versions
 //! (a copy leaves the one it replaced), and scripted faults answer the next requests, so
-//! `rekey verify` can be tested against it too.
+//! `rekey verify` can be tested against it too. It also answers the pre-flight's
+//! [`BucketApi`] reads from per-bucket settings and per-key KMS metadata that tests set,
+//! any of which can be made to fail with a given error.
 
+use super::bucket_api::{ApiError, BucketApi, DefaultEncryption, KeyMetadata};
 use super::object_store::{
     CompletedPart, CopyRequest, CreateMultipartRequest, Grants, HeadResult, ObjectStore, OpenUpload, PartCopyRequest,
     S3CallError, S3ErrorKind, UpdateRequest, WriteResult,
@@ -87,6 +90,57 @@ pub struct FakeStore {
     noncurrent: Mutex<HashMap<(String, String, String), FakeObject>>,
     /// Errors the next requests answer, one each, before anything else.
     faults: Mutex<VecDeque<S3CallError>>,
+    buckets: Mutex<HashMap<String, FakeBucket>>,
+    /// KMS keys by ARN.
+    keys: Mutex<HashMap<String, KeyMetadata>>,
+    /// Bucket-level calls made to fail, with the error they answer.
+    failing: Mutex<HashMap<BucketCall, ApiError>>,
+}
+
+/// A bucket's settings, as the pre-flight reads them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeBucket {
+    pub region: String,
+    pub owner: String,
+    /// `Enabled`, `Suspended`, or None (never enabled).
+    pub versioning: Option<String>,
+    /// None: no configuration (S3 answers ServerSideEncryptionConfigurationNotFoundError).
+    pub default_encryption: Option<DefaultEncryption>,
+    /// None: no ownership controls (S3 answers OwnershipControlsNotFoundError).
+    pub ownership: Option<String>,
+    /// Like some S3-compatible stores: ExpectedBucketOwner is not checked.
+    pub ignores_expected_owner: bool,
+}
+
+impl FakeBucket {
+    /// A new bucket as AWS creates it today: unversioned, SSE-S3 by default, BucketOwnerEnforced.
+    pub fn new(region: &str, owner: &str) -> FakeBucket {
+        FakeBucket {
+            region: region.into(),
+            owner: owner.into(),
+            versioning: None,
+            default_encryption: Some(DefaultEncryption {
+                algorithm: "AES256".into(),
+                kms_key_id: None,
+                bucket_key: false,
+            }),
+            ownership: Some("BucketOwnerEnforced".into()),
+            ignores_expected_owner: false,
+        }
+    }
+}
+
+/// The [`BucketApi`] calls, to make one fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BucketCall {
+    DescribeKey,
+    /// GetBucketLocation for the region.
+    Location,
+    /// GetBucketLocation with ExpectedBucketOwner.
+    ExpectOwner,
+    Versioning,
+    DefaultEncryption,
+    Ownership,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -114,6 +168,9 @@ impl FakeStore {
             uploads: Mutex::new(HashMap::new()),
             noncurrent: Mutex::new(HashMap::new()),
             faults: Mutex::new(VecDeque::new()),
+            buckets: Mutex::new(HashMap::new()),
+            keys: Mutex::new(HashMap::new()),
+            failing: Mutex::new(HashMap::new()),
         }
     }
 
@@ -157,6 +214,31 @@ impl FakeStore {
         if o.version_id.is_some() {
             self.insert_noncurrent(bucket, key, o.clone());
         }
+    }
+
+    pub fn set_bucket(&self, name: &str, b: FakeBucket) {
+        self.buckets.lock().unwrap().insert(name.into(), b);
+    }
+
+    pub fn set_key(&self, arn: &str, m: KeyMetadata) {
+        self.keys.lock().unwrap().insert(arn.into(), m);
+    }
+
+    /// From now on `call` answers `error` (for every bucket and key).
+    pub fn fail_call(&self, call: BucketCall, error: ApiError) {
+        self.failing.lock().unwrap().insert(call, error);
+    }
+
+    /// The bucket's settings, or the error the call answers.
+    fn bucket(&self, call: BucketCall, name: &str) -> Result<FakeBucket, ApiError> {
+        if let Some(e) = self.failing.lock().unwrap().get(&call) {
+            return Err(e.clone());
+        }
+        let buckets = self.buckets.lock().unwrap();
+        buckets
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ApiError::aws(404, "NoSuchBucket", "The specified bucket does not exist"))
     }
 
     pub fn insert(&self, bucket: &str, key: &str, o: FakeObject) {
@@ -436,5 +518,57 @@ impl ObjectStore for FakeStore {
         }
         self.counters.lock().unwrap().uploads_aborted += 1;
         Ok(())
+    }
+}
+
+impl BucketApi for FakeStore {
+    async fn describe_key(&self, key_arn: &str) -> Result<Option<KeyMetadata>, ApiError> {
+        if let Some(e) = self.failing.lock().unwrap().get(&BucketCall::DescribeKey) {
+            return Err(e.clone());
+        }
+        let keys = self.keys.lock().unwrap();
+        match keys.get(key_arn) {
+            Some(m) => Ok(Some(m.clone())),
+            None => Err(ApiError::aws(400, "NotFoundException", &format!("Key '{key_arn}' does not exist"))),
+        }
+    }
+
+    async fn bucket_region(&self, bucket: &str) -> Result<String, ApiError> {
+        Ok(self.bucket(BucketCall::Location, bucket)?.region)
+    }
+
+    async fn expect_owner(&self, bucket: &str, account: &str) -> Result<(), ApiError> {
+        let b = self.bucket(BucketCall::ExpectOwner, bucket)?;
+        if b.owner == account || b.ignores_expected_owner {
+            Ok(())
+        } else {
+            Err(ApiError::aws(403, "AccessDenied", "Access Denied"))
+        }
+    }
+
+    async fn versioning(&self, bucket: &str) -> Result<Option<String>, ApiError> {
+        Ok(self.bucket(BucketCall::Versioning, bucket)?.versioning)
+    }
+
+    async fn default_encryption(&self, bucket: &str) -> Result<Option<DefaultEncryption>, ApiError> {
+        match self.bucket(BucketCall::DefaultEncryption, bucket)?.default_encryption {
+            Some(d) => Ok(Some(d)),
+            None => Err(ApiError::aws(
+                404,
+                "ServerSideEncryptionConfigurationNotFoundError",
+                "The server side encryption configuration was not found",
+            )),
+        }
+    }
+
+    async fn ownership(&self, bucket: &str) -> Result<Option<String>, ApiError> {
+        match self.bucket(BucketCall::Ownership, bucket)?.ownership {
+            Some(o) => Ok(Some(o)),
+            None => Err(ApiError::aws(
+                404,
+                "OwnershipControlsNotFoundError",
+                "The bucket ownership controls were not found",
+            )),
+        }
     }
 }

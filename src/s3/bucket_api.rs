@@ -1,0 +1,143 @@
+//! The seam between the pre-flight checks and AWS: the bucket-level S3 reads and the KMS
+//! DescribeKey the checks make, as a trait beside [`super::ObjectStore`], with a real
+//! implementation ([`super::SdkBucketApi`]) and the in-process fake ([`super::FakeStore`]).
+//!
+//! Results are small typed values; an error keeps what the checks read from it: the AWS
+//! error code, the HTTP status, the message, and the bucket's region when S3 names it.
+
+use std::fmt;
+use std::future::Future;
+
+/// A KMS key's state, as DescribeKey reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyState {
+    Enabled,
+    Disabled,
+    /// PendingDeletion or PendingReplicaDeletion.
+    PendingDeletion,
+    PendingImport,
+    /// Its custom key store is disconnected.
+    Unavailable,
+    /// Any other state (Creating, Updating, …), by its AWS name.
+    Other(String),
+}
+
+/// What the checks read of DescribeKey's `KeyMetadata`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyMetadata {
+    pub state: KeyState,
+    /// `SYMMETRIC_DEFAULT`, `RSA_2048`, … (None when not reported).
+    pub key_spec: Option<String>,
+    /// `ENCRYPT_DECRYPT`, `SIGN_VERIFY`, … (None when not reported).
+    pub key_usage: Option<String>,
+    /// When a key pending deletion will be deleted, as AWS formats it.
+    pub deletion_date: Option<String>,
+}
+
+impl KeyMetadata {
+    /// An Enabled SYMMETRIC_DEFAULT ENCRYPT_DECRYPT key: the kind S3 encrypts with.
+    pub fn symmetric() -> KeyMetadata {
+        KeyMetadata {
+            state: KeyState::Enabled,
+            key_spec: Some("SYMMETRIC_DEFAULT".into()),
+            key_usage: Some("ENCRYPT_DECRYPT".into()),
+            deletion_date: None,
+        }
+    }
+}
+
+/// A bucket's default encryption rule (GetBucketEncryption's first rule).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefaultEncryption {
+    /// `AES256`, `aws:kms`, `aws:kms:dsse`.
+    pub algorithm: String,
+    /// `KMSMasterKeyID`; None for `aws:kms` means the AWS managed key aws/s3.
+    pub kms_key_id: Option<String>,
+    pub bucket_key: bool,
+}
+
+/// A failed call, flattened to what the checks read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// The AWS error code, or one derived from the HTTP status (`AccessDenied` for a bare
+    /// 403); empty when the call got no AWS answer (a connection or parsing failure).
+    pub code: String,
+    pub status: Option<u16>,
+    pub message: Option<String>,
+    /// The client's own description, for an error with no code.
+    pub detail: String,
+    /// The region S3 says the bucket is in (`x-amz-bucket-region`), when it says.
+    pub bucket_region: Option<String>,
+}
+
+impl ApiError {
+    /// An AWS answer with a code and message (how the fake fails).
+    pub fn aws(status: u16, code: &str, message: &str) -> ApiError {
+        ApiError {
+            code: code.into(),
+            status: Some(status),
+            message: Some(message.into()),
+            detail: String::new(),
+            bucket_region: None,
+        }
+    }
+
+    /// `Code: message`, the code alone, or the client's description when there is no code.
+    pub fn text(&self) -> String {
+        match &self.message {
+            Some(m) if !self.code.is_empty() => format!("{}: {m}", self.code),
+            _ if !self.code.is_empty() => self.code.clone(),
+            _ => self.detail.clone(),
+        }
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text())
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// The reads the pre-flight checks make: none touches an object.
+pub trait BucketApi: Send + Sync {
+    /// KMS DescribeKey. `Ok(None)`: it answered without metadata.
+    fn describe_key(&self, key_arn: &str) -> impl Future<Output = Result<Option<KeyMetadata>, ApiError>> + Send;
+    /// GetBucketLocation, as a region name (`us-east-1` for the empty constraint).
+    fn bucket_region(&self, bucket: &str) -> impl Future<Output = Result<String, ApiError>> + Send;
+    /// GetBucketLocation with ExpectedBucketOwner: Ok when `account` owns the bucket (AWS
+    /// answers 403 AccessDenied when it does not).
+    fn expect_owner(&self, bucket: &str, account: &str) -> impl Future<Output = Result<(), ApiError>> + Send;
+    /// GetBucketVersioning's status (`Enabled`, `Suspended`); None when never enabled.
+    fn versioning(&self, bucket: &str) -> impl Future<Output = Result<Option<String>, ApiError>> + Send;
+    /// GetBucketEncryption's first rule; None when it has no default. A bucket with no
+    /// configuration at all answers ServerSideEncryptionConfigurationNotFoundError.
+    fn default_encryption(
+        &self,
+        bucket: &str,
+    ) -> impl Future<Output = Result<Option<DefaultEncryption>, ApiError>> + Send;
+    /// GetBucketOwnershipControls' first rule (`BucketOwnerEnforced`, …); None when it has
+    /// no rule. A bucket with no controls answers OwnershipControlsNotFoundError.
+    fn ownership(&self, bucket: &str) -> impl Future<Output = Result<Option<String>, ApiError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_reads_as_code_and_message_or_what_the_client_said() {
+        assert_eq!(ApiError::aws(403, "AccessDenied", "Access Denied").text(), "AccessDenied: Access Denied");
+        let bare = ApiError { message: None, ..ApiError::aws(404, "NotFound", "") };
+        assert_eq!(bare.text(), "NotFound");
+        let local = ApiError {
+            code: String::new(),
+            status: None,
+            message: Some("ignored".into()),
+            detail: "dispatch failure: connection refused".into(),
+            bucket_region: None,
+        };
+        assert_eq!(local.text(), "dispatch failure: connection refused");
+    }
+}

@@ -1,0 +1,131 @@
+//! [`BucketApi`] over the AWS SDK: the S3 bucket reads and KMS DescribeKey of the
+//! pre-flight checks.
+
+use super::bucket_api::{ApiError, BucketApi, DefaultEncryption, KeyMetadata, KeyState};
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+
+/// The pre-flight's reads over an S3 client and a KMS client in the key's region.
+pub struct SdkBucketApi {
+    s3: aws_sdk_s3::Client,
+    kms: aws_sdk_kms::Client,
+}
+
+impl SdkBucketApi {
+    /// `s3` may be the run's client: its few reads here get the SDK's standard retries
+    /// (see [`patient`]).
+    pub fn new(s3: &aws_sdk_s3::Client, kms: aws_sdk_kms::Client) -> SdkBucketApi {
+        SdkBucketApi { s3: patient(s3), kms }
+    }
+}
+
+/// The run's S3 client has the SDK's retries off (the engine owns them); the checks' few
+/// reads get the standard retries, so an injected 500 or a dropped connection is no failure.
+pub fn patient(s3: &aws_sdk_s3::Client) -> aws_sdk_s3::Client {
+    let conf = s3
+        .config()
+        .to_builder()
+        .retry_config(aws_sdk_s3::config::retry::RetryConfig::standard().with_max_attempts(5))
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// An S3 SDK error, flattened: a missing code is derived from the HTTP status.
+pub fn s3_api_error<E>(e: &SdkError<E, HttpResponse>) -> ApiError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let status = e.raw_response().map(|r| r.status().as_u16());
+    let code = match (e.code(), status) {
+        (Some(c), _) => c.to_string(),
+        (None, Some(403)) => "AccessDenied".into(),
+        (None, Some(404)) => "NotFound".into(),
+        (None, Some(301)) => "PermanentRedirect".into(),
+        (None, Some(s)) if s >= 300 => format!("HTTP {s}"),
+        (None, _) => String::new(), // not an S3 error: a connection or parsing failure
+    };
+    ApiError {
+        code,
+        status,
+        message: e.message().map(str::to_string),
+        detail: DisplayErrorContext(e).to_string(),
+        bucket_region: e.raw_response().and_then(|r| r.headers().get("x-amz-bucket-region")).map(str::to_string),
+    }
+}
+
+/// A KMS SDK error: KMS always names its errors, so no code is derived from the status.
+fn kms_api_error<E>(e: &SdkError<E, HttpResponse>) -> ApiError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    ApiError {
+        code: e.code().unwrap_or_default().to_string(),
+        status: e.raw_response().map(|r| r.status().as_u16()),
+        message: e.message().map(str::to_string),
+        detail: DisplayErrorContext(e).to_string(),
+        bucket_region: None,
+    }
+}
+
+fn key_metadata(m: &aws_sdk_kms::types::KeyMetadata) -> KeyMetadata {
+    use aws_sdk_kms::types::KeyState as K;
+    let state = match m.key_state() {
+        None if m.enabled() => KeyState::Enabled,
+        None => KeyState::Disabled,
+        Some(K::Enabled) => KeyState::Enabled,
+        Some(K::Disabled) => KeyState::Disabled,
+        Some(K::PendingDeletion | K::PendingReplicaDeletion) => KeyState::PendingDeletion,
+        Some(K::PendingImport) => KeyState::PendingImport,
+        Some(K::Unavailable) => KeyState::Unavailable,
+        Some(other) => KeyState::Other(other.as_str().to_string()),
+    };
+    KeyMetadata {
+        state,
+        key_spec: m.key_spec().map(|s| s.as_str().to_string()),
+        key_usage: m.key_usage().map(|u| u.as_str().to_string()),
+        deletion_date: m.deletion_date().map(|d| d.to_string()),
+    }
+}
+
+impl BucketApi for SdkBucketApi {
+    async fn describe_key(&self, key_arn: &str) -> Result<Option<KeyMetadata>, ApiError> {
+        let out = self.kms.describe_key().key_id(key_arn).send().await.map_err(|e| kms_api_error(&e))?;
+        Ok(out.key_metadata().map(key_metadata))
+    }
+
+    async fn bucket_region(&self, bucket: &str) -> Result<String, ApiError> {
+        let out = self.s3.get_bucket_location().bucket(bucket).send().await.map_err(|e| s3_api_error(&e))?;
+        // The two legacy constraints: none for us-east-1, `EU` for eu-west-1.
+        Ok(match out.location_constraint().map(|c| c.as_str()) {
+            None | Some("") => "us-east-1".to_string(),
+            Some("EU") => "eu-west-1".to_string(),
+            Some(r) => r.to_string(),
+        })
+    }
+
+    async fn expect_owner(&self, bucket: &str, account: &str) -> Result<(), ApiError> {
+        let ask = self.s3.get_bucket_location().bucket(bucket).expected_bucket_owner(account);
+        ask.send().await.map(|_| ()).map_err(|e| s3_api_error(&e))
+    }
+
+    async fn versioning(&self, bucket: &str) -> Result<Option<String>, ApiError> {
+        let out = self.s3.get_bucket_versioning().bucket(bucket).send().await.map_err(|e| s3_api_error(&e))?;
+        Ok(out.status().map(|s| s.as_str().to_string()))
+    }
+
+    async fn default_encryption(&self, bucket: &str) -> Result<Option<DefaultEncryption>, ApiError> {
+        let out = self.s3.get_bucket_encryption().bucket(bucket).send().await.map_err(|e| s3_api_error(&e))?;
+        let rule = out.server_side_encryption_configuration().and_then(|c| c.rules().first());
+        let bucket_key = rule.and_then(|r| r.bucket_key_enabled()).unwrap_or(false);
+        Ok(rule.and_then(|r| r.apply_server_side_encryption_by_default()).map(|d| DefaultEncryption {
+            algorithm: d.sse_algorithm().as_str().to_string(),
+            kms_key_id: d.kms_master_key_id().map(str::to_string),
+            bucket_key,
+        }))
+    }
+
+    async fn ownership(&self, bucket: &str) -> Result<Option<String>, ApiError> {
+        let out = self.s3.get_bucket_ownership_controls().bucket(bucket).send().await.map_err(|e| s3_api_error(&e))?;
+        Ok(out.ownership_controls().and_then(|c| c.rules().first()).map(|r| r.object_ownership().as_str().to_string()))
+    }
+}
