@@ -25,28 +25,38 @@ fn rust_files(p: &Path, out: &mut Vec<PathBuf>) {
         for e in std::fs::read_dir(p).unwrap() {
             rust_files(&e.unwrap().path(), out);
         }
-    } else if p.extension().is_some_and(|e| e == "rs") {
+    } else if p.is_file() && p.extension().is_some_and(|e| e == "rs") {
         out.push(p.to_path_buf());
     }
 }
 
-/// The top-level modules a file's code (not its comments) names as `crate::X`.
+/// The top-level modules a file's code (not its comments) names as `crate::X`, or inside
+/// `crate::{X, Y::z, …}` (possibly over several lines).
 fn imports(file: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(file).unwrap();
+    let code: String = text.lines().map(|l| l.split("//").next().unwrap_or("")).collect::<Vec<_>>().join("\n");
+    let ident = |s: &str| -> String { s.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect() };
     let mut found = Vec::new();
-    for line in text.lines() {
-        let code = line.split("//").next().unwrap_or("");
-        let mut rest = code;
-        while let Some(i) = rest.find("crate::") {
-            rest = &rest[i + "crate::".len()..];
-            let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
-            found.push(name);
-        }
-        // `use crate::{a, b::c}`
-        if let Some(i) = code.find("crate::{") {
-            for part in code[i + "crate::{".len()..].split(',') {
-                let name: String = part.trim().chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
-                found.push(name);
+    let mut rest = code.as_str();
+    while let Some(i) = rest.find("crate::") {
+        rest = &rest[i + "crate::".len()..];
+        let Some(inner) = rest.strip_prefix('{') else {
+            found.push(ident(rest));
+            continue;
+        };
+        // The names at depth 0 of the braces: after `{` and after each top-level `,`.
+        let (mut depth, mut at_name) = (0usize, true);
+        for (k, c) in inner.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' if depth == 0 => break,
+                '}' => depth -= 1,
+                ',' if depth == 0 => at_name = true,
+                c if at_name && !c.is_whitespace() => {
+                    found.push(ident(&inner[k..]));
+                    at_name = false;
+                }
+                _ => {}
             }
         }
     }
