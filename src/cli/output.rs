@@ -28,6 +28,8 @@ fn money(x: f64) -> String {
     }
 }
 
+/// The estimate for people. Long because it is the table itself, one statement per
+/// printed line, in the order they print.
 fn table(e: &Estimate) -> String {
     let mut o = String::new();
     let inv = &e.inventory;
@@ -322,6 +324,7 @@ pub fn render_job(j: &JobEstimate, format: Format) -> String {
     }
 }
 
+/// A job's estimate for people: like [`table`], one statement per printed line.
 fn job_table(j: &JobEstimate) -> String {
     let mut o = String::new();
     let _ = writeln!(

@@ -513,6 +513,9 @@ async fn log_upload<S>(ctx: &TaskContext<S>, id: i64, upload_id: Option<String>)
 
 /// One request, sent through the window and the limiters and retried on the
 /// [`RetryPolicy`] until it succeeds, fails for good, or the run stops.
+///
+/// Kept whole on purpose: it is the request path every object takes, and its loop
+/// (admit, send, classify, back off) reads as one state machine.
 async fn request<S, T, F, Fut>(
     ctx: &TaskContext<S>,
     tally: &Tally,

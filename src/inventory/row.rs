@@ -204,6 +204,8 @@ pub struct RowDecoder {
 }
 
 impl RowDecoder {
+    /// One record to a row. Long because it is one arm per inventory field, each with
+    /// its own rule and error; they share nothing to factor out.
     pub fn decode(&self, rec: &ByteRecord) -> Result<InventoryRow, RowError> {
         let s = &self.schema;
         let width_ok = if self.batch_ops { rec.len() == 2 || rec.len() == 3 } else { rec.len() == s.width };

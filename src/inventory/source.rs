@@ -103,6 +103,8 @@ pub struct Inventory {
 }
 
 impl Inventory {
+    /// Open what `--inventory` names. Long because it is the three sources in turn, each
+    /// read and checked before the next step needs it.
     pub fn open(src: &str, opts: &OpenOptions, blobs: Option<&dyn BlobStore>) -> Result<Inventory, InventoryError> {
         match InventorySource::parse(src)? {
             InventorySource::BatchOpsCsv(location) => {

@@ -229,6 +229,63 @@ pub struct EstimateInputs<'a> {
     pub monthly_gets: Option<u64>,
 }
 
+impl BreakdownLine {
+    fn of(method: Method, storage_class: StorageClass, x: &Tally) -> BreakdownLine {
+        BreakdownLine {
+            method,
+            storage_class,
+            objects: x.objects,
+            bytes: x.bytes,
+            s3_put_class: x.cost.s3_put_class,
+            s3_get_class: x.cost.s3_get_class,
+            kms: x.cost.kms_effective,
+            s3_requests_usd: usd(x.cost.s3_requests_usd),
+            retrieval_usd: usd(x.cost.retrieval_usd),
+            kms_usd: usd(x.cost.kms_usd),
+            early_deletion_usd: usd(x.cost.early_deletion_usd),
+            total_usd: usd(x.cost.total_usd()),
+            noncurrent_storage_usd_per_month: usd(x.cost.noncurrent_storage_usd_per_month),
+        }
+    }
+}
+
+impl Ongoing {
+    /// What `monthly_gets` reads of the re-encrypted objects cost in KMS each month.
+    fn of(monthly_gets: u64, prices: &PriceTable) -> Ongoing {
+        let kms_price = prices.kms_per_10k_requests / 10_000.0;
+        let n = monthly_gets as f64;
+        Ongoing {
+            monthly_gets,
+            kms_decrypt_without_bucket_key: usd(n * kms_price),
+            kms_decrypt_with_bucket_key: usd(n * (1.0 - prices.bucket_key_reduction) * kms_price),
+            kms_key: prices.kms_key_per_month,
+        }
+    }
+}
+
+/// The assumptions an estimate states, and what it found worth saying about these objects.
+fn notes(t: &Tallies, bucket_key: bool, prices: &PriceTable) -> Vec<String> {
+    let mut notes = vec![
+        "early deletion: age = manifest creationTimestamp - LastModifiedDate; no fee where LastModifiedDate is absent"
+            .to_string(),
+        "update requests are priced as STANDARD PUTs whatever the object's class".to_string(),
+        "5xx responses (throttling) are not billed, so retries add no request cost".to_string(),
+    ];
+    if t.unknown_size > 0 {
+        notes.push(format!(
+            "{} planned objects have no size in the inventory and are costed as 0 bytes",
+            t.unknown_size
+        ));
+    }
+    if bucket_key {
+        notes.push(format!("Bucket Key: KMS requests x (1 - {}), AWS's 'up to 99 %'", prices.bucket_key_reduction));
+    }
+    if t.locked_copies > 0 {
+        notes.push(format!("{} locked objects are copied: each keeps its locked old version", t.locked_copies));
+    }
+    notes
+}
+
 impl Estimate {
     pub fn build(t: &Tallies, i: EstimateInputs<'_>) -> Estimate {
         let all = t.planned_total();
@@ -241,49 +298,9 @@ impl Estimate {
         let skipped: BTreeMap<&'static str, u64> = t.skipped.iter().map(|(r, n)| (r.as_str(), *n)).collect();
         let (duration, bound) = i.pace.duration(&c);
         let total = c.total_usd();
-        let breakdown = t
-            .planned
-            .iter()
-            .map(|((m, class), x)| BreakdownLine {
-                method: *m,
-                storage_class: *class,
-                objects: x.objects,
-                bytes: x.bytes,
-                s3_put_class: x.cost.s3_put_class,
-                s3_get_class: x.cost.s3_get_class,
-                kms: x.cost.kms_effective,
-                s3_requests_usd: usd(x.cost.s3_requests_usd),
-                retrieval_usd: usd(x.cost.retrieval_usd),
-                kms_usd: usd(x.cost.kms_usd),
-                early_deletion_usd: usd(x.cost.early_deletion_usd),
-                total_usd: usd(x.cost.total_usd()),
-                noncurrent_storage_usd_per_month: usd(x.cost.noncurrent_storage_usd_per_month),
-            })
-            .collect();
-        let kms_price = prices.kms_per_10k_requests / 10_000.0;
-        let ongoing = i.monthly_gets.map(|n| Ongoing {
-            monthly_gets: n,
-            kms_decrypt_without_bucket_key: usd(n as f64 * kms_price),
-            kms_decrypt_with_bucket_key: usd(n as f64 * (1.0 - prices.bucket_key_reduction) * kms_price),
-            kms_key: prices.kms_key_per_month,
-        });
-        let mut notes = vec![
-            "early deletion: age = manifest creationTimestamp - LastModifiedDate; no fee where LastModifiedDate is absent".to_string(),
-            "update requests are priced as STANDARD PUTs whatever the object's class".to_string(),
-            "5xx responses (throttling) are not billed, so retries add no request cost".to_string(),
-        ];
-        if t.unknown_size > 0 {
-            notes.push(format!(
-                "{} planned objects have no size in the inventory and are costed as 0 bytes",
-                t.unknown_size
-            ));
-        }
-        if i.model.bucket_key {
-            notes.push(format!("Bucket Key: KMS requests x (1 - {}), AWS's 'up to 99 %'", prices.bucket_key_reduction));
-        }
-        if t.locked_copies > 0 {
-            notes.push(format!("{} locked objects are copied: each keeps its locked old version", t.locked_copies));
-        }
+        let breakdown = t.planned.iter().map(|((m, class), x)| BreakdownLine::of(*m, *class, x)).collect();
+        let ongoing = i.monthly_gets.map(|n| Ongoing::of(n, prices));
+        let notes = notes(t, i.model.bucket_key, prices);
         Estimate {
             schema: SCHEMA,
             inventory: i.inventory,

@@ -254,6 +254,7 @@ pub struct Resolved {
 }
 
 /// Check every setting and apply defaults. Errors name the flag (and job-file key).
+/// Long on purpose: one check per setting, in the order the flags are documented.
 pub fn resolve(s: &PlanSettings) -> Result<Resolved> {
     let inventory =
         s.inventory.clone().context("no inventory: pass --inventory SRC or set `inventory` in the job file")?;

@@ -11,7 +11,7 @@ use crate::plan::classify::Method;
 use crate::s3::object_store::same_kms_key;
 use crate::s3::sdk_bucket_api::s3_api_error;
 use crate::s3::{patient, SdkStore};
-use crate::store::{Checkpoint, TodoReader, WorkItem};
+use crate::store::{Checkpoint, ObjectStatus, TodoReader, WorkItem};
 use anyhow::{Context, Result};
 use std::path::Path;
 use std::sync::Arc;
@@ -38,7 +38,7 @@ fn canary_failure(m: Method, code: &str, last_error: &str) -> String {
 
 /// One canary's row after the canary run.
 struct CanaryRow {
-    status: String,
+    status: ObjectStatus,
     error_code: Option<String>,
     last_error: Option<String>,
     new_version_id: Option<String>,
@@ -108,22 +108,22 @@ async fn judge(
     let at = format!("s3://{}/{}", item.bucket, item.key);
     let last_error = row.last_error.clone().unwrap_or_default();
     let code = row.error_code.clone().unwrap_or_default();
-    match row.status.as_str() {
+    match row.status {
         // Not sent by this run: its status and error are an earlier run's.
         _ if row.attempts == item.attempts => {
             Check::new(Verdict::Warn, &title, format!("{at} was not tried: the canary stopped first"))
         }
-        "done" => {
+        ObjectStatus::Done => {
             let version = row.new_version_id.clone().or_else(|| match item.method {
                 Method::Update => item.version_id.clone(),
                 _ => None,
             });
             head_check(s3, &title, &at, item, version, facts).await
         }
-        "changed" | "gone" | "needs_restore" => {
-            let what = match row.status.as_str() {
-                "changed" => "changed since the inventory (not overwritten)",
-                "gone" => "deleted since the inventory",
+        ObjectStatus::Changed | ObjectStatus::Gone | ObjectStatus::NeedsRestore => {
+            let what = match row.status {
+                ObjectStatus::Changed => "changed since the inventory (not overwritten)",
+                ObjectStatus::Gone => "deleted since the inventory",
                 _ => "archived and needs a restore first",
             };
             Check::new(
@@ -132,7 +132,7 @@ async fn judge(
                 format!("{at} was {what}, so no {} was proven before the run", item.method.as_str()),
             )
         }
-        "failed" => {
+        ObjectStatus::Failed => {
             Check::new(Verdict::Fail, &title, format!("{at}: {}", canary_failure(item.method, &code, &last_error)))
         }
         _ if breaker == Some(code.as_str()) => {

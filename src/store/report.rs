@@ -216,7 +216,7 @@ impl Importer<'_> {
     ) -> Result<ImportEffect, StoreError> {
         let conn = &self.cp.conn;
         let path = &self.cp.path;
-        let found: Option<(i64, String)> = match version_id {
+        let found: Option<(i64, ObjectStatus)> = match version_id {
             Some(v) => conn
                 .prepare_cached(
                     "SELECT id, status FROM objects WHERE bucket = ?1 AND key = ?2 AND version_id = ?3 AND method IS NOT NULL",
@@ -243,7 +243,7 @@ impl Importer<'_> {
                 .map_err(sql(path))?;
                 ImportEffect::MarkedDone
             }
-            ImportedOutcome::Failed { .. } if status == "done" => ImportEffect::KeptDone,
+            ImportedOutcome::Failed { .. } if status == ObjectStatus::Done => ImportEffect::KeptDone,
             ImportedOutcome::Failed { error_code, message, retryable } => {
                 conn.prepare_cached(
                     "UPDATE objects SET status = 'failed', attempts = attempts + 1, error_code = ?2, last_error = ?3, \
