@@ -3,51 +3,26 @@
 
 use super::manifest::ObjectsByLine;
 use crate::plan::prices::PriceTable;
-use crate::vocab::Method;
-use serde::Deserialize;
 
-/// The parts of the plan's estimate (`plan::estimate::Estimate`, stored as JSON in the
-/// checkpoint) an export reads. `Estimate` is written, never read back, so this is its
-/// read side; every field is optional, as an older or partial estimate may lack it.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct EstimateCosts {
-    #[serde(default)]
-    pub breakdown: Vec<BreakdownCost>,
-    #[serde(default)]
-    pub cost_usd: Option<TotalCost>,
-    #[serde(default)]
-    pub alternatives_usd: Option<AlternativeCosts>,
+/// The plan's estimate as an export reads it.
+pub use crate::plan::stored::StoredEstimate as EstimateCosts;
+
+/// Costs an export reads off the plan's estimate.
+pub trait EstimateCostsExt {
+    fn line_cost(&self, by_line: &ObjectsByLine) -> f64;
+    fn whole_plan(&self) -> Option<(f64, f64)>;
 }
 
-/// One (method, storage class) line of the estimate's breakdown.
-#[derive(Debug, Clone, Deserialize)]
-pub struct BreakdownCost {
-    pub method: Method,
-    pub storage_class: String,
-    pub objects: u64,
-    pub total_usd: f64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct TotalCost {
-    pub total: f64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct AlternativeCosts {
-    pub batch_operations: f64,
-}
-
-impl EstimateCosts {
+impl EstimateCostsExt for EstimateCosts {
     /// The estimate's cost of `by_line` objects: each breakdown line's total, pro rata.
     /// A line the estimate does not have costs nothing.
-    pub fn line_cost(&self, by_line: &ObjectsByLine) -> f64 {
+    fn line_cost(&self, by_line: &ObjectsByLine) -> f64 {
         by_line
             .iter()
             .map(|((method, class), n)| {
                 self.breakdown
                     .iter()
-                    .find(|l| l.method == *method && &l.storage_class == class && l.objects > 0)
+                    .find(|l| l.method == *method && l.storage_class.as_str() == class && l.objects > 0)
                     .map(|l| l.total_usd / l.objects as f64 * *n as f64)
                     .unwrap_or(0.0)
             })
@@ -56,7 +31,7 @@ impl EstimateCosts {
 
     /// The whole plan: (local route, all through Batch Operations in one job), when the
     /// estimate has both.
-    pub fn whole_plan(&self) -> Option<(f64, f64)> {
+    fn whole_plan(&self) -> Option<(f64, f64)> {
         Some((self.cost_usd.as_ref()?.total, self.alternatives_usd.as_ref()?.batch_operations))
     }
 }
@@ -85,6 +60,7 @@ impl RouteCosts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vocab::Method;
 
     fn by_line(lines: &[(&str, &str, u64)]) -> ObjectsByLine {
         lines.iter().map(|(m, c, n)| ((Method::parse(m).unwrap(), c.to_string()), *n)).collect()

@@ -4,7 +4,7 @@
 
 use super::settings::PlanSettings;
 use super::usage_error;
-use crate::batch_ops::cost::RouteCosts;
+use crate::batch_ops::cost::{EstimateCostsExt, RouteCosts};
 use crate::batch_ops::export::{self, ExportSource, Selection, WrittenJob};
 use crate::batch_ops::import::{fold_reports, ImportTally};
 use crate::batch_ops::job::JobSettings;

@@ -13,8 +13,8 @@
 //! Rows are streamed from SQLite to the file: memory stays flat whatever the plan's size.
 
 use crate::batch_ops::completion_record;
-use crate::plan::estimate::RequestsInfo;
 use crate::plan::stored::StoredPlan;
+use crate::plan::stored::StoredRequests;
 use crate::store::{Checkpoint, ReportRow, ReportScope};
 use crate::units::thousands;
 use anyhow::{Context, Result};
@@ -175,7 +175,7 @@ fn summary(cp: &Checkpoint, written: u64, out: &str) -> Result<String> {
     section(&mut s, "by error code", &errors);
 
     let requests = StoredPlan::read(cp)?.estimate.requests;
-    let est = |f: fn(&RequestsInfo) -> u64| requests.as_ref().map(f);
+    let est = |f: fn(&StoredRequests) -> u64| requests.as_ref().map(f);
     let show = |v: Option<u64>| v.map(thousands).unwrap_or_else(|| "-".into());
     let last_run: Option<serde_json::Value> = cp.progress_json()?.and_then(|j| serde_json::from_str(&j).ok());
     let last_requests = last_run.as_ref().and_then(|p| p["requests"].as_u64());

@@ -146,7 +146,7 @@ pub struct ObjectsInfo {
     pub locked_copies: u64,
 }
 
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct RequestsInfo {
     pub s3_put_class: u64,
     pub s3_get_class: u64,
@@ -155,7 +155,7 @@ pub struct RequestsInfo {
     pub kms_without_bucket_key: u64,
 }
 
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct CostUsd {
     pub s3_requests: f64,
     pub retrieval: f64,
@@ -164,7 +164,7 @@ pub struct CostUsd {
     pub total: f64,
 }
 
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Alternatives {
     pub copy_only: f64,
     pub batch_operations: f64,
@@ -178,7 +178,7 @@ pub struct Ongoing {
     pub kms_key: f64,
 }
 
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct BreakdownLine {
     pub method: Method,
     pub storage_class: StorageClass,

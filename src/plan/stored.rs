@@ -6,10 +6,11 @@
 //! Every later command reads the plan through [`StoredPlan::read`], so none of them
 //! parses the checkpoint's JSON columns on its own.
 
-use super::estimate::{Alternatives, BreakdownLine, CostUsd, RequestsInfo};
 use super::settings::PlanSettings;
 use super::PriceTable;
+use crate::inventory::StorageClass;
 use crate::store::{Checkpoint, RunRecord, StoreError};
+use crate::vocab::Method;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -33,16 +34,47 @@ pub struct StoredPlan {
     pub estimate: StoredEstimate,
 }
 
-/// What later commands read of the estimate (`rekey.estimate/1`); other fields are ignored.
+/// What later commands read of the estimate (`rekey.estimate/1`, written by
+/// [`super::Estimate`], which is never read back whole); other fields are ignored, and
+/// every field may be missing (an older or partial estimate).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct StoredEstimate {
-    pub requests: Option<RequestsInfo>,
-    pub cost_usd: Option<CostUsd>,
-    pub alternatives_usd: Option<Alternatives>,
+    pub requests: Option<StoredRequests>,
+    pub cost_usd: Option<StoredTotal>,
+    pub alternatives_usd: Option<StoredAlternatives>,
     pub noncurrent_storage_usd_per_month: f64,
-    pub breakdown: Vec<BreakdownLine>,
+    pub breakdown: Vec<StoredLine>,
     pub assumptions: Option<StoredAssumptions>,
+}
+
+/// The estimated requests, set beside the actual ones by `rekey report`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StoredRequests {
+    pub s3_put_class: u64,
+    pub s3_get_class: u64,
+    pub kms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct StoredTotal {
+    pub total: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct StoredAlternatives {
+    pub batch_operations: f64,
+}
+
+/// One (method, storage class) line of the estimate's breakdown.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StoredLine {
+    pub method: Method,
+    pub storage_class: StorageClass,
+    pub objects: u64,
+    #[serde(default)]
+    pub bytes: u64,
+    pub total_usd: f64,
 }
 
 /// The estimate's pacing assumptions.

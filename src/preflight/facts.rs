@@ -1,8 +1,7 @@
 //! What the pre-flight checks need to know about a plan, read from its checkpoint.
 
-use crate::plan::estimate::BreakdownLine;
 use crate::plan::settings::KeyArn;
-use crate::plan::stored::StoredPlan;
+use crate::plan::stored::{StoredLine, StoredPlan};
 use crate::plan::PriceTable;
 use crate::store::Checkpoint;
 use crate::vocab::Method;
@@ -66,7 +65,7 @@ impl PlanFacts {
 }
 
 /// Storage per month of the copies' old versions, from the estimate's breakdown lines.
-fn copies_storage(lines: &[BreakdownLine], p: &PriceTable) -> f64 {
+fn copies_storage(lines: &[StoredLine], p: &PriceTable) -> f64 {
     lines
         .iter()
         .filter(|l| l.method != Method::Update)
