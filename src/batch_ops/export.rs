@@ -6,7 +6,8 @@ use super::job::{partition_and_region, JobSettings};
 use super::manifest::{Manifest, ManifestWriter};
 use super::select::{job_name, route, safe_name, LeftForRun, Operation};
 use crate::plan::prices::PriceTable;
-use crate::store::{Checkpoint, RunRecord, StoreError};
+use crate::plan::stored::StoredPlan;
+use crate::store::{Checkpoint, StoreError};
 use std::collections::BTreeMap;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -17,12 +18,6 @@ pub enum ExportError {
     NoKmsKey { state: String },
     #[error("the plan does not name its source bucket: pass --report-bucket")]
     NoReportBucket,
-    #[error("the plan's {what}")]
-    PlanJson {
-        what: &'static str,
-        #[source]
-        source: serde_json::Error,
-    },
     #[error("{0}: not empty; export into a new or empty directory")]
     OutNotEmpty(String),
     #[error("{path}: cannot create the directory")]
@@ -61,16 +56,20 @@ pub struct ExportSource {
 }
 
 impl ExportSource {
-    pub fn from_run(state: &Path, run: &RunRecord, report_bucket: Option<String>) -> Result<Self, ExportError> {
-        let Some(kms_key_arn) = run.kms_key_arn.clone() else {
-            return Err(ExportError::NoKmsKey { state: state.display().to_string() });
+    pub fn from_plan(plan: &StoredPlan, report_bucket: Option<String>) -> Result<Self, ExportError> {
+        let Some(kms_key_arn) = plan.run.kms_key_arn.clone() else {
+            return Err(ExportError::NoKmsKey { state: plan.path.display().to_string() });
         };
-        let json = |what| move |source| ExportError::PlanJson { what, source };
-        let prices: PriceTable = serde_json::from_str(&run.prices_json).map_err(json("prices"))?;
-        let estimate: EstimateCosts = serde_json::from_str(&run.estimate_json).map_err(json("estimate"))?;
         let (partition, region) = partition_and_region(&kms_key_arn);
-        let report_bucket = report_bucket.or(run.source_bucket.clone()).ok_or(ExportError::NoReportBucket)?;
-        Ok(ExportSource { kms_key_arn, prices, estimate, partition, region, report_bucket })
+        let report_bucket = report_bucket.or(plan.run.source_bucket.clone()).ok_or(ExportError::NoReportBucket)?;
+        Ok(ExportSource {
+            kms_key_arn,
+            prices: plan.prices.clone(),
+            estimate: plan.estimate.clone(),
+            partition,
+            region,
+            report_bucket,
+        })
     }
 }
 
@@ -178,6 +177,7 @@ pub fn write_job_requests(
 mod tests {
     use super::*;
     use crate::batch_ops::job::tests::settings;
+    use crate::store::RunRecord;
 
     #[test]
     fn the_out_dir_must_be_new_or_empty() {
@@ -198,26 +198,32 @@ mod tests {
 
     #[test]
     fn a_plan_without_a_key_or_a_bucket_cannot_be_exported() {
-        let mut run = RunRecord {
-            inventory_source: "s3://inv/manifest.json".into(),
-            inventory_created: None,
-            source_bucket: None,
-            kms_key_arn: None,
-            options_json: "{}".into(),
-            prices_json: serde_json::to_string(&PriceTable::default()).unwrap(),
-            estimate_json: "{}".into(),
+        let mut plan = StoredPlan {
+            path: "p.sqlite".into(),
+            run: RunRecord {
+                inventory_source: "s3://inv/manifest.json".into(),
+                inventory_created: None,
+                source_bucket: None,
+                kms_key_arn: None,
+                options_json: "{}".into(),
+                prices_json: "{}".into(),
+                estimate_json: "{}".into(),
+            },
+            settings: Default::default(),
+            prices: PriceTable::default(),
+            estimate: Default::default(),
         };
-        let err = ExportSource::from_run(Path::new("p.sqlite"), &run, None).unwrap_err();
+        let err = ExportSource::from_plan(&plan, None).unwrap_err();
         assert_eq!(err.to_string(), "p.sqlite: the plan has no KMS key ARN; plan again with --kms-key");
-        run.kms_key_arn = Some(crate::batch_ops::job::tests::KEY.into());
-        assert!(matches!(ExportSource::from_run(Path::new("p"), &run, None), Err(ExportError::NoReportBucket)));
-        run.source_bucket = Some("src-bucket".into());
-        let s = ExportSource::from_run(Path::new("p"), &run, None).unwrap();
+        plan.run.kms_key_arn = Some(crate::batch_ops::job::tests::KEY.into());
+        assert!(matches!(ExportSource::from_plan(&plan, None), Err(ExportError::NoReportBucket)));
+        plan.run.source_bucket = Some("src-bucket".into());
+        let s = ExportSource::from_plan(&plan, None).unwrap();
         assert_eq!(
             (s.partition.as_str(), s.region.as_str(), s.report_bucket.as_str()),
             ("aws-us-gov", "us-gov-west-1", "src-bucket")
         );
-        let s = ExportSource::from_run(Path::new("p"), &run, Some("reports".into())).unwrap();
+        let s = ExportSource::from_plan(&plan, Some("reports".into())).unwrap();
         assert_eq!(s.report_bucket, "reports");
     }
 

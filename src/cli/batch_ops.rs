@@ -2,7 +2,6 @@
 //! print. The hand-off itself (manifests, job requests, submission, completion reports)
 //! is [`crate::batch_ops`].
 
-use super::settings::PlanSettings;
 use super::usage_error;
 use crate::batch_ops::cost::{EstimateCostsExt, RouteCosts};
 use crate::batch_ops::export::{self, ExportSource, Selection, WrittenJob};
@@ -11,9 +10,10 @@ use crate::batch_ops::job::JobSettings;
 use crate::batch_ops::select::LeftForRun;
 use crate::batch_ops::submit::{submit, SubmitTarget};
 use crate::inventory::BlobStore;
+use crate::plan::stored::StoredPlan;
 use crate::store::Checkpoint;
 use crate::units::{human_bytes, thousands};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -73,15 +73,14 @@ impl ExportArgs {
 pub fn export(args: ExportArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
     args.check()?;
     let cp = Checkpoint::open(&args.state)?;
-    let run = cp.run()?;
-    let source = ExportSource::from_run(&args.state, &run, args.report_bucket.clone())?;
-    let plan: PlanSettings = serde_json::from_str(&run.options_json).context("the plan's options")?;
+    let plan = StoredPlan::read(&cp)?;
+    let source = ExportSource::from_plan(&plan, args.report_bucket.clone())?;
     let settings = JobSettings {
         account_id: args.account_id.clone(),
         role_arn: args.role_arn.clone(),
         priority: args.priority,
         kms_key_arn: source.kms_key_arn.clone(),
-        bucket_key: plan.bucket_key.unwrap_or(false),
+        bucket_key: plan.settings.bucket_key.unwrap_or(false),
         partition: source.partition.clone(),
         report_bucket: source.report_bucket.clone(),
         prefix: export::manifest_prefix(&args.state),
@@ -104,7 +103,7 @@ pub fn export(args: ExportArgs, runtime: &tokio::runtime::Runtime) -> Result<()>
     }
     print!("{head}");
     std::io::stdout().flush()?;
-    let s3 = args.connect.settings(&plan, &source.kms_key_arn);
+    let s3 = args.connect.settings(&plan.settings, &source.kms_key_arn);
     let target = SubmitTarget {
         s3: &s3,
         region: &source.region,
@@ -221,16 +220,15 @@ pub struct ImportArgs {
 
 pub fn import(args: ImportArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
     let cp = Checkpoint::open(&args.state)?;
-    let run = cp.run()?;
+    let plan = StoredPlan::read(&cp)?;
     let blobs = if args.reports.iter().any(|r| r.starts_with("s3://")) {
-        let plan: PlanSettings = serde_json::from_str(&run.options_json).context("the plan's options")?;
-        let s3 = args.connect.settings(&plan, run.kms_key_arn.as_deref().unwrap_or(""));
+        let s3 = args.connect.settings(&plan.settings, plan.run.kms_key_arn.as_deref().unwrap_or(""));
         Some(crate::s3::S3Blobs::new(runtime.block_on(crate::s3::build_client(&s3))?, runtime.handle().clone()))
     } else {
         None
     };
     let blobs = blobs.as_ref().map(|b| b as &dyn BlobStore);
-    let tally = fold_reports(&cp, &args.reports, blobs, run.kms_key_arn.as_deref())?;
+    let tally = fold_reports(&cp, &args.reports, blobs, plan.run.kms_key_arn.as_deref())?;
     print_import(&args, &tally);
     Ok(())
 }
