@@ -109,6 +109,9 @@ pub struct RunCounters {
     pub needs_restore: AtomicU64,
     pub bytes_done: AtomicU64,
     pub requests: AtomicU64,
+    /// Requests that cost KMS requests (every write but a Bucket Key's share): what KMS
+    /// throttles are a share of.
+    pub kms_requests: AtomicU64,
     pub retries: AtomicU64,
     pub throttles_kms: AtomicU64,
     pub throttles_s3: AtomicU64,
