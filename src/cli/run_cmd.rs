@@ -40,6 +40,10 @@ pub struct RunArgs {
     /// KMS requests per second (default: the plan's KMS quota × share).
     #[arg(long, value_name = "RPS")]
     pub kms_rps: Option<f64>,
+    /// The KMS rate to open at, doubled while nothing throttles up to --kms-rps (default: a
+    /// sixteenth of it; --kms-start-rps equal to --kms-rps opens at the ceiling).
+    #[arg(long, value_name = "RPS")]
+    pub kms_start_rps: Option<f64>,
     /// S3 requests per second (default: the plan's).
     #[arg(long, value_name = "RPS")]
     pub s3_rps: Option<f64>,
@@ -113,6 +117,7 @@ impl RunArgs {
     pub fn overrides(&self) -> Result<RunOverrides> {
         Ok(RunOverrides {
             kms_rps: self.kms_rps,
+            kms_start_rps: self.kms_start_rps,
             s3_rps: self.s3_rps,
             concurrency: self.concurrency,
             max_attempts: self.max_attempts,
@@ -327,9 +332,14 @@ fn slow_start_line(cfg: &RunConfig) -> String {
     }
     format!(
         "KMS rate probed from {:.0} rps, doubling while nothing throttles, up to {:.0} rps: \
-         the account's current KMS usage (CloudWatch AWS/Usage) is not read, so the first rate is a sixteenth of the ceiling",
+         the account's current KMS usage (CloudWatch AWS/Usage) is not read, so the first rate is {}",
         start.max(MIN_RATE),
-        cfg.kms_rps
+        cfg.kms_rps,
+        if cfg.kms_start_rps.is_some() {
+            "--kms-start-rps"
+        } else {
+            "a sixteenth of the ceiling (--kms-start-rps sets it)"
+        }
     )
 }
 
