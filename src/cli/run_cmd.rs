@@ -343,20 +343,18 @@ fn slow_start_line(cfg: &RunConfig) -> String {
     )
 }
 
-/// What the KMS limiter learned: the rate that got through, the share of KMS requests
-/// throttled, and how long slow start took.
+/// What the KMS limiter learned: the rate that got through, the share of KMS-bearing
+/// requests (those that cost KMS requests) throttled, and how long slow start took.
 fn kms_summary(s: &ProgressSnapshot) -> String {
     let ramp = match (s.kms_pacing.as_str(), s.kms_ramp_secs) {
         ("slow_start", _) => "; still in slow start".to_string(),
-        (_, Some(t)) if s.kms_learned_rate.is_some() && s.throttles_kms > 0 => {
-            format!("; slow start ended after {}", human_duration(t))
-        }
-        (_, Some(t)) => format!("; slow start reached the ceiling after {}", human_duration(t)),
+        (_, Some(t)) => format!("; slow start ended after {}", human_duration(t)),
         _ => String::new(),
     };
     format!(
-        "KMS {}, at {:.0} of {:.0} rps at the end; {} of {} KMS requests throttled ({}){ramp}",
+        "KMS {}, {} {:.0} of {:.0} rps; {} of {} KMS-bearing requests throttled ({}){ramp}",
         s.kms_learning(),
+        if s.state == "running" || s.state == "stopping" { "now at" } else { "ended at" },
         s.kms_rate,
         s.kms_ceiling,
         thousands(s.throttles_kms),
@@ -455,7 +453,10 @@ impl FileStatus {
                     "{indent}  KMS rate {:.0}/{:.0} rps, S3 rate {:.0}/{:.0} rps, throttles KMS {} S3 {}, transient errors {}\n",
                     p.kms_rate, p.kms_ceiling, p.s3_rate, p.s3_ceiling, p.throttles_kms, p.throttles_s3, p.transient_errors
                 ));
-                out.push_str(&format!("{indent}  {}\n", kms_summary(p)));
+                // A snapshot of a build before issue 15 has no KMS pacing figures.
+                if !p.kms_pacing.is_empty() {
+                    out.push_str(&format!("{indent}  {}\n", kms_summary(p)));
+                }
             }
         }
     }

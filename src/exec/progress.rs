@@ -317,3 +317,27 @@ async fn bars(progress: &Progress, done: impl std::future::Future<Output = ()>) 
     bytes.finish_and_clear();
     stats.finish_and_clear();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_the_kms_limiter_learned_reads_as_a_word_and_older_snapshots_still_parse() {
+        let mut s = ProgressSnapshot { kms_pacing: "slow_start".into(), ..Default::default() };
+        assert_eq!(s.kms_learning(), "slow start");
+        s.kms_pacing = "adaptive".into();
+        assert_eq!(s.kms_learning(), "not throttled");
+        s.kms_learned_rate = Some(101.4);
+        assert_eq!(s.kms_learning(), "learned 101 rps");
+        assert_eq!((percent(0.0046), percent(0.21), percent(0.0)), ("0.46 %".into(), "21.0 %".into(), "0.0 %".into()));
+        // A snapshot written before the KMS pacing fields existed reads with them empty.
+        let mut old = serde_json::to_value(ProgressSnapshot::default()).unwrap();
+        for k in ["kms_requests", "kms_throttled_share", "kms_learned_rate", "kms_pacing", "kms_ramp_secs"] {
+            old.as_object_mut().unwrap().remove(k);
+        }
+        let old: ProgressSnapshot = serde_json::from_value(old).unwrap();
+        assert_eq!((old.kms_requests, old.kms_pacing.as_str(), old.kms_learned_rate), (0, "", None));
+        assert_eq!(old.kms_learning(), "-");
+    }
+}

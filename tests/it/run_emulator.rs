@@ -392,7 +392,7 @@ async fn slow_start_keeps_the_whole_runs_throttled_share_low_against_a_gate_far_
     assert_eq!(s["last_run"]["kms_requests"].as_u64(), Some(kms_requests), "{s}");
     let table = rekey(&f.moto, &["status", "--state", f.state.to_str().unwrap()]);
     let table = String::from_utf8_lossy(&table.stdout);
-    let counted = format!("{throttled} of {} KMS requests throttled", rekey::units::thousands(kms_requests));
+    let counted = format!("{throttled} of {} KMS-bearing requests throttled", rekey::units::thousands(kms_requests));
     assert!(table.contains(&counted), "{table}");
     assert!(table.contains("KMS learned "), "{table}");
 }
