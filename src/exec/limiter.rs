@@ -13,14 +13,14 @@
 //! traffic shares, so the limit is probed from below rather than learned from a burst of
 //! throttles at the ceiling.
 //!
-//! After that the rate follows [`Aimd`]: cut to 0.7× on a throttle (at most once per cooldown, so one
-//! burst of 503s from a full in-flight window counts once), then climb back: quickly to
-//! just below the rate that was throttled, slowly above it, never past the configured
-//! ceiling.
+//! After that the rate follows [`Aimd`]: cut to 0.7× on a throttle (at most once per
+//! cooldown, so one burst of 503s from a full in-flight window counts once), then climb
+//! back: quickly to just below the rate that was throttled, slowly above it, never past the
+//! configured ceiling.
 //!
 //! The request path takes no lock: a request that got through adds its weight to an
-//! atomic counter, and taking tokens is governor's lock-free check. The AIMD state sits
-//! behind a mutex that only [`AdaptiveLimiter::tick`] (called by the engine's 250 ms
+//! atomic counter, and taking tokens is governor's lock-free check. The rate state (slow
+//! start, AIMD) sits behind a mutex that only [`AdaptiveLimiter::tick`] (called by the engine's 250 ms
 //! controller: fold the counter into the admitted-rate window, raise the rate) and
 //! [`AdaptiveLimiter::on_throttle`] (rare by design) take.
 
