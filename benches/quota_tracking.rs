@@ -7,6 +7,12 @@
 //! rate and the share of throttled requests over the second half of a 20 s run (the
 //! first half is the descent from 2 × R). Target (issue "performance"): ≥ 95 % of R with
 //! ≤ 1 % throttled. Not a criterion bench: one long run per R is the measurement.
+//!
+//! Then the time slow start takes to reach the ceiling when nothing throttles (issue 15):
+//! no gate, the engine told C = 1,000 and 5,000, 5 × C objects at 20 ms, run once opening
+//! in slow start (the default) and once opening at the ceiling; printed: when slow start
+//! reached the ceiling and what it cost the run's wall time. `REKEY_BENCH_ONLY=ramp` (or
+//! `quota`) runs one part.
 
 use rekey::exec::progress::{ProgressMode, ProgressSnapshot};
 use rekey::exec::{run, RunConfig, Stopper};
@@ -30,33 +36,80 @@ fn planned(i: usize) -> PlannedObject {
 fn main() {
     // `cargo bench` passes --bench; nothing to parse.
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let only = std::env::var("REKEY_BENCH_ONLY").unwrap_or_default();
+    if only != "ramp" {
+        quota_tracking(&rt);
+    }
+    if only != "quota" {
+        time_to_ceiling(&rt);
+    }
+}
+
+/// A checkpoint of `n` updates and a fake holding them, answering after 20 ms and
+/// throttling KMS above `gate` requests/s (0: never).
+fn prepared(n: usize, gate: f64) -> (tempfile::TempDir, std::path::PathBuf, Arc<FakeStore>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("quota.rekey");
+    let objs: Vec<PlannedObject> = (0..n).map(planned).collect();
+    let mut w = PlanWriter::create(&path, true).unwrap();
+    w.insert(&objs).unwrap();
+    w.finish(&RunRecord {
+        inventory_source: "bench".into(),
+        inventory_created: None,
+        source_bucket: None,
+        kms_key_arn: Some(KEY.into()),
+        options_json: "{}".into(),
+        prices_json: "{}".into(),
+        estimate_json: "{}".into(),
+    })
+    .unwrap();
+    let store =
+        FakeStore::new(FakeBehaviour { latency: Duration::from_millis(20), kms_rps: gate, ..Default::default() });
+    for o in &objs {
+        store.insert("bench", &o.row.key, FakeObject::sse_s3(o.row.etag.as_deref().unwrap()));
+    }
+    (dir, path, Arc::new(store))
+}
+
+fn time_to_ceiling(rt: &tokio::runtime::Runtime) {
+    for ceiling in [1000.0f64, 5000.0] {
+        let n = (ceiling * 5.0) as usize;
+        let mut walls = Vec::new();
+        for start in [None, Some(ceiling)] {
+            let (_dir, path, store) = prepared(n, 0.0);
+            let mut cfg = RunConfig::new(path, KEY.into());
+            cfg.kms_rps = ceiling;
+            cfg.kms_start_rps = start;
+            cfg.s3_rps = 100_000.0;
+            cfg.progress = ProgressMode::Quiet;
+            let report = rt.block_on(run(store, cfg, Stopper::default())).unwrap();
+            let last = &report.last;
+            walls.push(last.elapsed_secs);
+            println!(
+                "no gate, ceiling {ceiling:>5.0} rps, 20 ms latency, {n} objects, {}: {:.2} s ({:.0} objects/s), {} failed, {} throttled; {}",
+                if start.is_none() { "slow start from a sixteenth" } else { "opened at the ceiling" },
+                last.elapsed_secs,
+                last.done as f64 / last.elapsed_secs,
+                last.failed,
+                last.throttles_kms,
+                match last.kms_ramp_secs {
+                    Some(t) if start.is_none() => format!("the ceiling reached after {t:.2} s"),
+                    _ => "no ramp".into(),
+                },
+            );
+        }
+        println!("  slow start cost the run {:+.2} s of wall time", walls[0] - walls[1]);
+    }
+}
+
+fn quota_tracking(rt: &tokio::runtime::Runtime) {
     for quota in [1000.0f64, 5000.0] {
         let n = (quota * SECONDS) as usize;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("quota.rekey");
-        let objs: Vec<PlannedObject> = (0..n).map(planned).collect();
-        let mut w = PlanWriter::create(&path, true).unwrap();
-        w.insert(&objs).unwrap();
-        w.finish(&RunRecord {
-            inventory_source: "bench".into(),
-            inventory_created: None,
-            source_bucket: None,
-            kms_key_arn: Some(KEY.into()),
-            options_json: "{}".into(),
-            prices_json: "{}".into(),
-            estimate_json: "{}".into(),
-        })
-        .unwrap();
-        let store =
-            FakeStore::new(FakeBehaviour { latency: Duration::from_millis(20), kms_rps: quota, ..Default::default() });
-        for o in &objs {
-            store.insert("bench", &o.row.key, FakeObject::sse_s3(o.row.etag.as_deref().unwrap()));
-        }
+        let (_dir, path, store) = prepared(n, quota);
         let mut cfg = RunConfig::new(path.clone(), KEY.into());
         cfg.kms_rps = 2.0 * quota;
         cfg.s3_rps = 100_000.0;
         cfg.progress = ProgressMode::Quiet;
-        let store = Arc::new(store);
         // Sample the progress document the run keeps in the checkpoint, once a second.
         let sampler = {
             let path = path.clone();

@@ -14,7 +14,8 @@
 //! Every stop leaves a consistent checkpoint that `rekey run` resumes.
 
 use super::{usage_error, Exit, ExitCode};
-use crate::exec::progress::{ProgressMode, ProgressSnapshot};
+use crate::exec::limiter::{SlowStart, MIN_RATE};
+use crate::exec::progress::{percent, ProgressMode, ProgressSnapshot};
 use crate::exec::task::Fidelity;
 use crate::exec::{config, FailureBudget, RunConfig, RunOverrides, RunReport, StopReason, Stopper};
 use crate::plan::stored::StoredPlan;
@@ -39,6 +40,10 @@ pub struct RunArgs {
     /// KMS requests per second (default: the plan's KMS quota × share).
     #[arg(long, value_name = "RPS")]
     pub kms_rps: Option<f64>,
+    /// The KMS rate to open at, doubled while nothing throttles up to --kms-rps (default: a
+    /// sixteenth of it; --kms-start-rps equal to --kms-rps opens at the ceiling).
+    #[arg(long, value_name = "RPS")]
+    pub kms_start_rps: Option<f64>,
     /// S3 requests per second (default: the plan's).
     #[arg(long, value_name = "RPS")]
     pub s3_rps: Option<f64>,
@@ -112,6 +117,7 @@ impl RunArgs {
     pub fn overrides(&self) -> Result<RunOverrides> {
         Ok(RunOverrides {
             kms_rps: self.kms_rps,
+            kms_start_rps: self.kms_start_rps,
             s3_rps: self.s3_rps,
             concurrency: self.concurrency,
             max_attempts: self.max_attempts,
@@ -186,6 +192,10 @@ pub fn run(args: RunArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
             cfg.s3_rps,
             if cfg.bucket_key { ", Bucket Key" } else { "" }
         );
+    }
+    // On stderr, so --json-progress (stdout) still says how the first KMS rate was chosen.
+    if !args.quiet {
+        eprintln!("rekey: {}", slow_start_line(&cfg));
     }
     let path = S3Path::from_env()?;
     tracing::info!(?path, "S3 request path for CopyObject and UpdateObjectEncryption");
@@ -280,6 +290,9 @@ fn finish(args: &RunArgs, r: &RunReport, quiet: bool) -> Result<()> {
             thousands(s.throttles_kms + s.throttles_s3),
         );
     }
+    if !quiet || r.stop.is_some() || s.failed > 0 {
+        eprintln!("rekey: {}", kms_summary(s));
+    }
     if r.abandoned > 0 {
         eprintln!(
             "rekey: {} requests did not finish within the drain timeout; their objects stay pending",
@@ -309,6 +322,45 @@ fn finish(args: &RunArgs, r: &RunReport, quiet: bool) -> Result<()> {
         )).into()),
         Some(StopReason::Checkpoint(e)) => Err(Exit::new(ExitCode::Checkpoint, format!("stopped: the checkpoint could not be written or read ({e}); free space or fix the file, then `{resume}`")).into()),
     }
+}
+
+/// The start-up line on how the first KMS rate is chosen.
+fn slow_start_line(cfg: &RunConfig) -> String {
+    let start = cfg.kms_start_rps.unwrap_or_else(|| SlowStart::default_start(cfg.kms_rps));
+    if start >= cfg.kms_rps {
+        return format!("KMS rate starts at the {:.0} rps ceiling (no slow start)", cfg.kms_rps);
+    }
+    format!(
+        "KMS rate probed from {:.0} rps, doubling while nothing throttles, up to {:.0} rps: \
+         the account's current KMS usage (CloudWatch AWS/Usage) is not read, so the first rate is {}",
+        start.max(MIN_RATE),
+        cfg.kms_rps,
+        if cfg.kms_start_rps.is_some() {
+            "--kms-start-rps"
+        } else {
+            "a sixteenth of the ceiling (--kms-start-rps sets it)"
+        }
+    )
+}
+
+/// What the KMS limiter learned: the rate that got through, the share of KMS-bearing
+/// requests (those that cost KMS requests) throttled, and how long slow start took.
+fn kms_summary(s: &ProgressSnapshot) -> String {
+    let ramp = match (s.kms_pacing.as_str(), s.kms_ramp_secs) {
+        ("slow_start", _) => "; still in slow start".to_string(),
+        (_, Some(t)) => format!("; slow start ended after {}", human_duration(t)),
+        _ => String::new(),
+    };
+    format!(
+        "KMS {}, {} {:.0} of {:.0} rps; {} of {} KMS-bearing requests throttled ({}){ramp}",
+        s.kms_learning(),
+        if s.state == "running" || s.state == "stopping" { "now at" } else { "ended at" },
+        s.kms_rate,
+        s.kms_ceiling,
+        thousands(s.throttles_kms),
+        thousands(s.kms_requests),
+        percent(s.kms_throttled_share),
+    )
 }
 
 /// One checkpoint as `rekey status` shows it.
@@ -401,6 +453,10 @@ impl FileStatus {
                     "{indent}  KMS rate {:.0}/{:.0} rps, S3 rate {:.0}/{:.0} rps, throttles KMS {} S3 {}, transient errors {}\n",
                     p.kms_rate, p.kms_ceiling, p.s3_rate, p.s3_ceiling, p.throttles_kms, p.throttles_s3, p.transient_errors
                 ));
+                // A snapshot of a build before issue 15 has no KMS pacing figures.
+                if !p.kms_pacing.is_empty() {
+                    out.push_str(&format!("{indent}  {}\n", kms_summary(p)));
+                }
             }
         }
     }
@@ -454,6 +510,9 @@ pub fn status(args: StatusArgs) -> Result<()> {
     let rate = |f: fn(&ProgressSnapshot) -> f64| live.iter().fold(0.0, |sum, p| sum + f(p));
     let (kms_rate, s3_rate, objects_per_sec) = (rate(|p| p.kms_rate), rate(|p| p.s3_rate), rate(|p| p.objects_per_sec));
     let throttles: u64 = live.iter().map(|p| p.throttles_kms + p.throttles_s3).sum();
+    let (kms_throttles, kms_requests): (u64, u64) =
+        live.iter().fold((0, 0), |(t, n), p| (t + p.throttles_kms, n + p.kms_requests));
+    let kms_throttled_share = if kms_requests == 0 { 0.0 } else { kms_throttles as f64 / kms_requests as f64 };
     let eta = live.iter().filter_map(|p| p.eta_secs).fold(None, |m: Option<f64>, e| Some(m.map_or(e, |m| m.max(e))));
     let by_bucket = Group::by(&files, |f| (f.bucket.clone(), f.region.clone()));
     let by_region = Group::by(&files, |f| f.region.clone());
@@ -486,6 +545,8 @@ pub fn status(args: StatusArgs) -> Result<()> {
                     "s3_rate": s3_rate,
                     "objects_per_sec": objects_per_sec,
                     "throttles": throttles,
+                    "kms_requests": kms_requests,
+                    "kms_throttled_share": kms_throttled_share,
                     "eta_secs": eta,
                 },
                 "files": files.iter().map(FileStatus::json).collect::<Vec<_>>(),
@@ -499,13 +560,14 @@ pub fn status(args: StatusArgs) -> Result<()> {
             }
             sum.count_lines(&mut out);
             out.push_str(&format!(
-                "running: {} of {}; together KMS {:.0} rps, S3 {:.0} rps, {:.0} objects/s, {} throttles{}\n",
+                "running: {} of {}; together KMS {:.0} rps, S3 {:.0} rps, {:.0} objects/s, {} throttles ({} of KMS requests){}\n",
                 live.len(),
                 files.len(),
                 kms_rate,
                 s3_rate,
                 objects_per_sec,
                 thousands(throttles),
+                percent(kms_throttled_share),
                 eta.map(|e| format!(", ETA {}", human_duration(e))).unwrap_or_default()
             ));
             // A job of several buckets or regions: where the work is, and each region's

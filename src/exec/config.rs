@@ -30,6 +30,9 @@ pub const DEFAULT_DRAIN_SECS: u64 = 30;
 pub struct RunOverrides {
     /// KMS requests per second (default: the plan's quota × share).
     pub kms_rps: Option<f64>,
+    /// The KMS rate slow start opens at (default: a sixteenth of the KMS rate; at or above
+    /// it, no slow start).
+    pub kms_start_rps: Option<f64>,
     /// S3 requests per second (default: the plan's).
     pub s3_rps: Option<f64>,
     pub concurrency: Option<usize>,
@@ -45,6 +48,7 @@ impl Default for RunOverrides {
     fn default() -> Self {
         RunOverrides {
             kms_rps: None,
+            kms_start_rps: None,
             s3_rps: None,
             concurrency: None,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
@@ -84,7 +88,8 @@ impl RunConfig {
         };
         let kms_rps = o.kms_rps.unwrap_or(quota.rps * s.kms_share.unwrap_or(DEFAULT_KMS_SHARE));
         let s3_rps = o.s3_rps.or(s.s3_rps).unwrap_or(DEFAULT_S3_RPS);
-        for (name, value) in [("--kms-rps", kms_rps), ("--s3-rps", s3_rps)] {
+        let start = o.kms_start_rps.unwrap_or(1.0);
+        for (name, value) in [("--kms-rps", kms_rps), ("--s3-rps", s3_rps), ("--kms-start-rps", start)] {
             if !value.is_finite() || value <= 0.0 {
                 return Err(RunConfigError::NotPositive { name, value });
             }
@@ -103,6 +108,7 @@ impl RunConfig {
         cfg.bucket_key = bucket_key;
         cfg.kms_per_write = if bucket_key { 1.0 - plan.prices.bucket_key_reduction } else { 1.0 };
         cfg.kms_rps = kms_rps;
+        cfg.kms_start_rps = o.kms_start_rps;
         cfg.s3_rps = s3_rps;
         cfg.concurrency = o.concurrency;
         cfg.policy = RetryPolicy { max_attempts: o.max_attempts, ..RetryPolicy::default() };
@@ -178,6 +184,7 @@ mod tests {
         let err = |o: RunOverrides| RunConfig::from_plan(&p, "us-east-1", &o).unwrap_err().to_string();
         assert!(err(RunOverrides { kms_rps: Some(0.0), ..Default::default() }).starts_with("--kms-rps 0"));
         assert!(err(RunOverrides { s3_rps: Some(f64::NAN), ..Default::default() }).starts_with("--s3-rps NaN"));
+        assert!(err(RunOverrides { kms_start_rps: Some(-1.0), ..Default::default() }).starts_with("--kms-start-rps -1"));
         assert!(err(RunOverrides { max_attempts: 0, ..Default::default() }).starts_with("--max-attempts 0"));
         assert!(err(RunOverrides { concurrency: Some(0), ..Default::default() }).starts_with("--concurrency 0"));
         assert!(err(RunOverrides { part_size: Some(1 << 20), ..Default::default() }).starts_with("--part-size 1048576"));

@@ -1,7 +1,7 @@
 //! The dispatcher: pages the rows still to do out of the checkpoint, runs one task per
 //! object under a bound on live tasks, sizes the in-flight window, and stops cleanly.
 
-use super::limiter::AdaptiveLimiter;
+use super::limiter::{AdaptiveLimiter, SlowStart};
 use super::progress::{self, Progress, ProgressMode, ProgressSnapshot};
 use super::retry::RetryPolicy;
 use super::task::{migrate, Fidelity, TaskContext};
@@ -62,6 +62,9 @@ pub struct RunConfig {
     /// KMS requests one write causes (the estimate's figure: 1, or 0.01 with a Bucket Key).
     pub kms_per_write: f64,
     pub kms_rps: f64,
+    /// The KMS rate slow start opens at (None: [`SlowStart::default_start`], a sixteenth of
+    /// `kms_rps`; at or above `kms_rps`: no slow start, AIMD from the ceiling).
+    pub kms_start_rps: Option<f64>,
     pub s3_rps: f64,
     /// A fixed in-flight window; None sizes it to the quota and to what the client drives.
     pub concurrency: Option<usize>,
@@ -91,6 +94,7 @@ impl RunConfig {
             bucket_key: false,
             kms_per_write: 1.0,
             kms_rps: 1000.0,
+            kms_start_rps: None,
             s3_rps: 3500.0,
             concurrency: None,
             policy: RetryPolicy::default(),
@@ -130,7 +134,11 @@ pub async fn run<S: ObjectStore>(store: Arc<S>, cfg: RunConfig, stop: Stopper) -
     let totals = OutcomeWriter::open(&cfg.state)?.todo_totals()?;
     let counters = Arc::new(RunCounters::default());
     counters.failure_limit.store(cfg.max_failures.limit(totals.objects), Relaxed);
-    let kms = Arc::new(AdaptiveLimiter::new("kms", cfg.kms_rps, cfg.cooldown));
+    // KMS opens in slow start: the quota is shared with production traffic, and a throttled
+    // request spends it too. S3's per-prefix rate is the bucket's own: it opens at its
+    // ceiling, as before.
+    let kms_start = cfg.kms_start_rps.unwrap_or_else(|| SlowStart::default_start(cfg.kms_rps));
+    let kms = Arc::new(AdaptiveLimiter::slow_start("kms", cfg.kms_rps, kms_start, cfg.cooldown));
     let s3 = Arc::new(AdaptiveLimiter::new("s3", cfg.s3_rps, cfg.cooldown));
     let progress = Arc::new(Progress::new(counters.clone(), kms.clone(), s3.clone(), totals.objects, totals.bytes));
     let writer = CheckpointWriter::spawn(cfg.state.clone(), Some(progress.clone()), stop.clone())?;

@@ -7,14 +7,20 @@
 //! requests cost proportionally fewer cells, which is how a Bucket Key run (about 0.01 KMS
 //! request per object) ends up paced by S3 rather than KMS.
 //!
-//! The rate follows [`Aimd`]: cut to 0.7× on a throttle (at most once per cooldown, so one
-//! burst of 503s from a full in-flight window counts once), then climb back: quickly to
-//! just below the rate that was throttled, slowly above it, never past the configured
-//! ceiling.
+//! A KMS limiter opens with a [`SlowStart`]: at a sixteenth of the ceiling, doubling every
+//! step in which the limiter was what held requests back, until the first throttle or the
+//! ceiling. A throttled request still spends the account's quota, which production
+//! traffic shares, so the limit is probed from below rather than learned from a burst of
+//! throttles at the ceiling.
+//!
+//! After that the rate follows [`Aimd`]: cut to 0.7× on a throttle (at most once per
+//! cooldown, so one burst of 503s from a full in-flight window counts once), then climb
+//! back: quickly to just below the rate that was throttled, slowly above it, never past the
+//! configured ceiling.
 //!
 //! The request path takes no lock: a request that got through adds its weight to an
-//! atomic counter, and taking tokens is governor's lock-free check. The AIMD state sits
-//! behind a mutex that only [`AdaptiveLimiter::tick`] (called by the engine's 250 ms
+//! atomic counter, and taking tokens is governor's lock-free check. The rate state (slow
+//! start, AIMD) sits behind a mutex that only [`AdaptiveLimiter::tick`] (called by the engine's 250 ms
 //! controller: fold the counter into the admitted-rate window, raise the rate) and
 //! [`AdaptiveLimiter::on_throttle`] (rare by design) take.
 
@@ -66,6 +72,64 @@ pub struct Aimd {
 
 /// The window over which the admitted rate is measured.
 const WINDOW: Duration = Duration::from_millis(500);
+
+/// Slow start opens at this share of the ceiling (never below [`MIN_RATE`])…
+pub const SLOW_START_SHARE: f64 = 1.0 / 16.0;
+/// …and doubles the rate after each step of at least this long…
+const RAMP_STEP: Duration = Duration::from_millis(200);
+/// …in which the admitted rate reached this share of the rate: the limiter was holding
+/// requests back. A step in which fewer were sent proves nothing about the limit (the
+/// window is still growing, or the run is paced by S3), so the rate is held.
+const RAMP_DEMAND: f64 = 0.75;
+
+/// The opening phase of a limiter: probe the limit from below. Starts at `start`, doubles
+/// per [`RAMP_STEP`] while the admitted rate keeps up with the rate, and ends at the
+/// ceiling or at the first throttle (the caller then hands over to [`Aimd`]). Pure: time is
+/// passed in.
+#[derive(Debug, Clone)]
+pub struct SlowStart {
+    pub ceiling: f64,
+    pub rate: f64,
+    step_start: Duration,
+    step_weight: f64,
+    /// Doublings so far.
+    pub raises: u32,
+}
+
+impl SlowStart {
+    /// None when `start` is at or above the ceiling: nothing to probe.
+    pub fn new(ceiling: f64, start: f64, now: Duration) -> Option<SlowStart> {
+        let ceiling = ceiling.max(MIN_RATE);
+        let rate = start.max(MIN_RATE);
+        (rate < ceiling).then_some(SlowStart { ceiling, rate, step_start: now, step_weight: 0.0, raises: 0 })
+    }
+
+    /// The first rate for a `ceiling`: [`SLOW_START_SHARE`] of it, at least [`MIN_RATE`].
+    pub fn default_start(ceiling: f64) -> f64 {
+        (ceiling * SLOW_START_SHARE).max(MIN_RATE)
+    }
+
+    /// `weight` requests got through since the last call, up to `now`. Returns the rate,
+    /// doubled when a step has passed in which the admitted rate reached [`RAMP_DEMAND`]
+    /// of it.
+    pub fn tick(&mut self, now: Duration, weight: f64) -> f64 {
+        self.step_weight += weight.max(0.0);
+        let len = now.saturating_sub(self.step_start);
+        if len >= RAMP_STEP {
+            if self.step_weight / len.as_secs_f64() >= RAMP_DEMAND * self.rate {
+                self.rate = (self.rate * 2.0).min(self.ceiling);
+                self.raises += 1;
+            }
+            self.step_start = now;
+            self.step_weight = 0.0;
+        }
+        self.rate
+    }
+
+    pub fn reached_ceiling(&self) -> bool {
+        self.rate >= self.ceiling
+    }
+}
 
 impl Aimd {
     pub fn new(ceiling: f64, cooldown: Duration) -> Aimd {
@@ -188,7 +252,7 @@ pub struct AdaptiveLimiter<C: Clock = DefaultClock> {
     name: &'static str,
     limiter: RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<C::Instant>>,
     /// Taken by `tick` and `on_throttle` only, never per admitted request.
-    aimd: Mutex<Aimd>,
+    state: Mutex<Pacing>,
     /// The AIMD clock's zero, on the limiter's own clock (so a fake clock drives both).
     started: C::Instant,
     ceiling: f64,
@@ -201,18 +265,63 @@ pub struct AdaptiveLimiter<C: Clock = DefaultClock> {
     admitted_milli: AtomicU64,
 }
 
+/// A limiter's rate state: slow start while it lasts, then AIMD.
+#[derive(Debug, Clone)]
+struct Pacing {
+    aimd: Aimd,
+    ramp: Option<SlowStart>,
+    /// When slow start ended (at the ceiling or at the first throttle).
+    ramp_ended: Option<Duration>,
+    /// The rate that was getting through at the last cut: the limit the throttles showed.
+    learned: Option<f64>,
+}
+
+/// What a limiter has learned, for progress reporting.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PacingView {
+    /// Still in slow start.
+    pub slow_start: bool,
+    /// Seconds from the start to the end of slow start, once it has ended.
+    pub ramp_secs: Option<f64>,
+    /// The rate getting through at the last throttle; None before any.
+    pub learned: Option<f64>,
+    pub throttles: u64,
+}
+
 impl AdaptiveLimiter<DefaultClock> {
+    /// A limiter that opens at the ceiling (AIMD from the start).
     pub fn new(name: &'static str, ceiling_rps: f64, cooldown: Duration) -> Self {
         Self::with_clock(name, ceiling_rps, cooldown, DefaultClock::default())
+    }
+
+    /// A limiter that opens at `start_rps` and probes up to the ceiling ([`SlowStart`]).
+    pub fn slow_start(name: &'static str, ceiling_rps: f64, start_rps: f64, cooldown: Duration) -> Self {
+        Self::with_clock_from(name, ceiling_rps, Some(start_rps), cooldown, DefaultClock::default())
     }
 }
 
 impl<C: Clock> AdaptiveLimiter<C> {
     pub fn with_clock(name: &'static str, ceiling_rps: f64, cooldown: Duration, clock: C) -> Self {
+        Self::with_clock_from(name, ceiling_rps, None, cooldown, clock)
+    }
+
+    /// With `start_rps`, the limiter opens there in [`SlowStart`]; without, at the ceiling.
+    pub fn with_clock_from(
+        name: &'static str,
+        ceiling_rps: f64,
+        start_rps: Option<f64>,
+        cooldown: Duration,
+        clock: C,
+    ) -> Self {
         let quota = Quota::per_second(NonZeroU32::new(CELLS_PER_SEC).unwrap())
             .allow_burst(NonZeroU32::new(BURST_CELLS).unwrap());
-        let aimd = Aimd::new(ceiling_rps, cooldown);
+        let mut aimd = Aimd::new(ceiling_rps, cooldown);
+        let ramp = start_rps.and_then(|s| SlowStart::new(aimd.ceiling, s, Duration::ZERO));
+        if let Some(r) = &ramp {
+            aimd.rate = r.rate;
+        }
         let started = clock.now();
+        let rate = aimd.rate;
         let l = AdaptiveLimiter {
             name,
             limiter: RateLimiter::direct_with_clock(quota, clock),
@@ -221,9 +330,9 @@ impl<C: Clock> AdaptiveLimiter<C> {
             admitted_milli: AtomicU64::new(0),
             started,
             ceiling: aimd.ceiling,
-            aimd: Mutex::new(aimd.clone()),
+            state: Mutex::new(Pacing { aimd, ramp, ramp_ended: None, learned: None }),
         };
-        l.publish(aimd.rate);
+        l.publish(rate);
         l
     }
 
@@ -249,12 +358,29 @@ impl<C: Clock> AdaptiveLimiter<C> {
     }
 
     pub fn throttles(&self) -> u64 {
-        self.aimd.lock().unwrap().throttles
+        self.state.lock().unwrap().aimd.throttles
     }
 
     /// A copy of the AIMD state (for tests and diagnostics).
     pub fn aimd(&self) -> Aimd {
-        self.aimd.lock().unwrap().clone()
+        self.state.lock().unwrap().aimd.clone()
+    }
+
+    /// The slow start state, while it lasts.
+    pub fn ramp(&self) -> Option<SlowStart> {
+        self.state.lock().unwrap().ramp.clone()
+    }
+
+    /// What the limiter has learned so far (taken by the progress reporter, once a second
+    /// at most, never per request).
+    pub fn pacing(&self) -> PacingView {
+        let s = self.state.lock().unwrap();
+        PacingView {
+            slow_start: s.ramp.is_some(),
+            ramp_secs: s.ramp_ended.map(|d| d.as_secs_f64()),
+            learned: s.learned,
+            throttles: s.aimd.throttles,
+        }
     }
 
     /// The cells `weight` requests cost now (0 for a zero weight).
@@ -280,34 +406,64 @@ impl<C: Clock> AdaptiveLimiter<C> {
         }
     }
 
-    /// Move the admitted weight counted so far into the AIMD window, at `now`.
-    fn fold(&self, a: &mut Aimd, now: Duration) {
+    /// Move the admitted weight counted so far into the AIMD window, at `now`; returns it.
+    fn fold(&self, a: &mut Aimd, now: Duration) -> f64 {
         let milli = self.admitted_milli.swap(0, Ordering::Relaxed);
-        a.fold_admitted(now, milli as f64 / 1000.0);
+        let weight = milli as f64 / 1000.0;
+        a.fold_admitted(now, weight);
+        weight
     }
 
     pub fn on_throttle(&self) {
         let now = self.now();
-        let mut a = self.aimd.lock().unwrap();
+        let mut guard = self.state.lock().unwrap();
+        let s = &mut *guard;
         // The admitted rate the cut may use must include what got through just now.
-        self.fold(&mut a, now);
-        if a.on_throttle(now) {
-            tracing::debug!("{} throttled: rate cut to {:.0}/s", self.name, a.rate);
-            self.publish(a.rate);
+        self.fold(&mut s.aimd, now);
+        if let Some(r) = s.ramp.take() {
+            // The first throttle ends slow start: AIMD cuts from the rate it reached.
+            s.ramp_ended = Some(now);
+            tracing::debug!(
+                "{}: slow start ended at {:.0}/s by a throttle after {} doublings",
+                self.name,
+                r.rate,
+                r.raises
+            );
+        }
+        if s.aimd.on_throttle(now) {
+            s.learned = s.aimd.knee;
+            tracing::debug!("{} throttled: rate cut to {:.0}/s", self.name, s.aimd.rate);
+            self.publish(s.aimd.rate);
         }
     }
 
     /// The periodic AIMD step (the engine's controller calls it every 250 ms): fold the
     /// admitted count into its window and raise the rate for the time passed without a
     /// throttle. The rate rises in [`STEP`]s however often this runs.
+    ///
+    /// In slow start the rate doubles instead ([`SlowStart::tick`]), and AIMD takes over at
+    /// the ceiling.
     pub fn tick(&self) {
         let now = self.now();
-        let mut a = self.aimd.lock().unwrap();
-        self.fold(&mut a, now);
-        let before = a.rate;
-        a.tick(now);
-        if a.rate != before {
-            self.publish(a.rate);
+        let mut guard = self.state.lock().unwrap();
+        let s = &mut *guard;
+        let weight = self.fold(&mut s.aimd, now);
+        let before = s.aimd.rate;
+        match s.ramp.as_mut() {
+            Some(r) => {
+                s.aimd.rate = r.tick(now, weight);
+                // Time spent ramping is not banked for AIMD's raises.
+                s.aimd.last_raise = now;
+                if r.reached_ceiling() {
+                    tracing::debug!("{}: slow start reached the ceiling {:.0}/s", self.name, r.rate);
+                    s.ramp = None;
+                    s.ramp_ended = Some(now);
+                }
+            }
+            None => s.aimd.tick(now),
+        }
+        if s.aimd.rate != before {
+            self.publish(s.aimd.rate);
         }
     }
 }
@@ -542,6 +698,94 @@ mod tests {
         }
         l.on_throttle();
         assert!((190.0..=210.0).contains(&l.rate()), "cut to {}", l.rate());
+    }
+
+    /// A slow-starting limiter on a fake clock, sent to at `demand` × its rate (capped at
+    /// `cap` requests/s), ticked every 250 ms, until `until_ms`.
+    fn ramp(l: &AdaptiveLimiter<FakeRelativeClock>, clock: &FakeRelativeClock, from_ms: u64, until_ms: u64, cap: f64) {
+        let mut owed = 0.0;
+        for ms in from_ms + 1..=until_ms {
+            clock.advance(Duration::from_millis(1));
+            owed += l.rate().min(cap) / 1000.0;
+            while owed >= 1.0 {
+                l.on_admitted(1.0);
+                owed -= 1.0;
+            }
+            if ms % 250 == 0 {
+                l.tick();
+            }
+        }
+    }
+
+    #[test]
+    fn slow_start_reaches_the_ceiling_in_four_steps_when_nothing_throttles() {
+        // Pure: 1,000 rps ceiling, opened at 62.5 (a sixteenth), every step's admitted rate
+        // at the current rate: 125, 250, 500, 1000.
+        let mut r = SlowStart::new(1000.0, SlowStart::default_start(1000.0), Duration::ZERO).unwrap();
+        assert_eq!(r.rate, 62.5);
+        let mut rates = Vec::new();
+        for step in 1..=4u64 {
+            let weight = r.rate * 0.25;
+            rates.push(r.tick(Duration::from_millis(250 * step), weight));
+        }
+        assert_eq!(rates, [125.0, 250.0, 500.0, 1000.0]);
+        assert!(r.reached_ceiling());
+        assert_eq!(r.raises, 4);
+        assert!(SlowStart::new(100.0, 100.0, Duration::ZERO).is_none(), "nothing to probe at the ceiling");
+        assert_eq!(SlowStart::default_start(50.0), MIN_RATE);
+
+        // The limiter as the engine drives it: the ceiling after 4 ticks (1 s), then AIMD.
+        let clock = FakeRelativeClock::default();
+        let l = AdaptiveLimiter::with_clock_from("kms", 1000.0, Some(62.5), S, clock.clone());
+        assert_eq!(l.rate(), 62.5);
+        assert_eq!(l.cells_for(1.0), cells_per_request(62.5) as u64);
+        assert!(l.pacing().slow_start);
+        ramp(&l, &clock, 0, 1000, f64::MAX);
+        assert_eq!(l.rate(), 1000.0);
+        assert_eq!(l.cells_for(1.0), cells_per_request(1000.0) as u64);
+        let p = l.pacing();
+        assert_eq!((p.slow_start, p.ramp_secs, p.learned, p.throttles), (false, Some(1.0), None, 0));
+        assert!(l.ramp().is_none());
+        // Once at the ceiling AIMD works as it always has: a throttle cuts to 0.7×.
+        ramp(&l, &clock, 1000, 2000, f64::MAX);
+        l.on_throttle();
+        assert_eq!(l.rate(), 700.0);
+        assert!(l.pacing().learned.is_some_and(|k| (950.0..=1000.0).contains(&k)), "{:?}", l.pacing());
+    }
+
+    #[test]
+    fn a_throttle_during_slow_start_ends_it_and_aimd_cuts_from_there() {
+        let clock = FakeRelativeClock::default();
+        let l = AdaptiveLimiter::with_clock_from("kms", 1000.0, Some(62.5), Duration::from_millis(500), clock.clone());
+        ramp(&l, &clock, 0, 500, f64::MAX);
+        assert_eq!(l.rate(), 250.0, "two doublings");
+        // Only 150/s get through now: a throttle ends the ramp and cuts to what got through.
+        ramp(&l, &clock, 500, 1100, 150.0);
+        assert_eq!(l.rate(), 250.0, "held: the admitted rate fell short of it");
+        l.on_throttle();
+        let p = l.pacing();
+        assert!(!p.slow_start);
+        assert_eq!((p.ramp_secs, p.throttles), (Some(1.1), 1));
+        assert!((140.0..=160.0).contains(&l.rate()), "cut to {}", l.rate());
+        assert!(p.learned.is_some_and(|k| (140.0..=160.0).contains(&k)), "{p:?}");
+        // No more doubling: AIMD probes slowly above the knee from here.
+        ramp(&l, &clock, 1100, 3000, 150.0);
+        assert!(l.rate() <= 1.05 * 160.0, "{}", l.rate());
+        assert!(l.ramp().is_none());
+    }
+
+    #[test]
+    fn slow_start_holds_while_fewer_requests_are_sent_than_it_allows() {
+        // A run paced elsewhere (S3, a Bucket Key, a window still growing) sends 30/s: no
+        // step shows the limiter holding anything back, so the rate is not raised blind.
+        let clock = FakeRelativeClock::default();
+        let l = AdaptiveLimiter::with_clock_from("kms", 1000.0, Some(62.5), S, clock.clone());
+        ramp(&l, &clock, 0, 10_000, 30.0);
+        assert_eq!(l.rate(), 62.5);
+        assert!(l.pacing().slow_start);
+        // Demand picks up: the ramp goes on from where it was.
+        ramp(&l, &clock, 10_000, 11_000, f64::MAX);
+        assert_eq!(l.rate(), 1000.0);
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! * the **dispatcher** ([`engine`]) pages the rows still to do out of the checkpoint and
 //!   spawns one task per object, with a bound on live tasks;
 //! * each **task** ([`task`]) sends its requests through the in-flight window and the two
-//!   [`limiter`]s (KMS and S3 token buckets that adapt to throttling), retries on the
+//!   [`limiter`]s (KMS and S3 token buckets that adapt to throttling; the KMS one opens
+//!   in slow start, probing the shared quota from below), retries on the
 //!   [`retry`] schedule, and sends one outcome over a channel;
 //! * the **writer** ([`writer`]), a plain thread owning the SQLite connection, commits
 //!   outcomes in batches (1,000 rows or 250 ms) together with a progress document that
@@ -109,6 +110,9 @@ pub struct RunCounters {
     pub needs_restore: AtomicU64,
     pub bytes_done: AtomicU64,
     pub requests: AtomicU64,
+    /// Requests that cost KMS requests (every write but a Bucket Key's share): what KMS
+    /// throttles are a share of.
+    pub kms_requests: AtomicU64,
     pub retries: AtomicU64,
     pub throttles_kms: AtomicU64,
     pub throttles_s3: AtomicU64,

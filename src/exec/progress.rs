@@ -52,6 +52,23 @@ pub struct ProgressSnapshot {
     pub objects_per_sec: f64,
     pub kms_rate: f64,
     pub kms_ceiling: f64,
+    /// Requests sent that cost KMS requests, and the share of them KMS throttled
+    /// (`throttles_kms / kms_requests`). Absent from snapshots of older builds: 0.
+    #[serde(default)]
+    pub kms_requests: u64,
+    #[serde(default)]
+    pub kms_throttled_share: f64,
+    /// The KMS rate that was getting through at the last throttle: the limit the run has
+    /// learned. None before the first throttle (the ceiling was never found too high).
+    #[serde(default)]
+    pub kms_learned_rate: Option<f64>,
+    /// `slow_start` while the KMS limiter probes up from its first rate, then `adaptive`
+    /// (AIMD). Empty in snapshots of older builds.
+    #[serde(default)]
+    pub kms_pacing: String,
+    /// Seconds from the start to the end of slow start (the ceiling or the first throttle).
+    #[serde(default)]
+    pub kms_ramp_secs: Option<f64>,
     pub s3_rate: f64,
     pub s3_ceiling: f64,
     pub window: u64,
@@ -59,15 +76,36 @@ pub struct ProgressSnapshot {
     pub eta_secs: Option<f64>,
 }
 
+/// A share as a percentage: one decimal, two below 1 %.
+pub fn percent(share: f64) -> String {
+    let p = share * 100.0;
+    if p > 0.0 && p < 1.0 {
+        format!("{p:.2} %")
+    } else {
+        format!("{p:.1} %")
+    }
+}
+
 impl ProgressSnapshot {
     pub fn finished(&self) -> u64 {
         self.done + self.failed + self.changed + self.gone + self.needs_restore
     }
 
+    /// Where the KMS rate stands: `slow start`, `learned 98 rps`, or `not throttled`.
+    pub fn kms_learning(&self) -> String {
+        match (self.kms_pacing.as_str(), self.kms_learned_rate) {
+            ("slow_start", _) => "slow start".into(),
+            (_, Some(r)) => format!("learned {r:.0} rps"),
+            ("adaptive", None) => "not throttled".into(),
+            // A snapshot of an older build: nothing known.
+            _ => "-".into(),
+        }
+    }
+
     /// One plain line, for logs.
     pub fn line(&self) -> String {
         format!(
-            "{}/{} objects ({} done, {} failed, {} changed, {} gone), {} of {}, {:.0} obj/s, KMS {:.0}/{:.0} rps, throttles {}, retries {}, ETA {}",
+            "{}/{} objects ({} done, {} failed, {} changed, {} gone), {} of {}, {:.0} obj/s, KMS {:.0}/{:.0} rps ({}), {} of KMS requests throttled, throttles {}, retries {}, ETA {}",
             thousands(self.finished()),
             thousands(self.total_objects),
             thousands(self.done),
@@ -79,10 +117,21 @@ impl ProgressSnapshot {
             self.objects_per_sec,
             self.kms_rate,
             self.kms_ceiling,
+            self.kms_learning(),
+            percent(self.kms_throttled_share),
             thousands(self.throttles_kms + self.throttles_s3),
             thousands(self.retries),
             self.eta_secs.map(human_duration).unwrap_or_else(|| "-".into()),
         )
+    }
+}
+
+/// `part` of `whole`, 0 when there is no whole.
+fn share(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
     }
 }
 
@@ -151,6 +200,8 @@ impl Progress {
             }
         };
         let remaining = self.total_objects.saturating_sub(finished);
+        let (throttles_kms, kms_requests) = (c.throttles_kms.load(Relaxed), c.kms_requests.load(Relaxed));
+        let pacing = self.kms.pacing();
         ProgressSnapshot {
             schema: "rekey.progress/1".into(),
             pid: std::process::id(),
@@ -168,12 +219,17 @@ impl Progress {
             bytes_done: c.bytes_done.load(Relaxed),
             requests: c.requests.load(Relaxed),
             retries: c.retries.load(Relaxed),
-            throttles_kms: c.throttles_kms.load(Relaxed),
+            throttles_kms,
             throttles_s3: c.throttles_s3.load(Relaxed),
             transient_errors: c.transient.load(Relaxed),
             objects_per_sec: rate,
             kms_rate: self.kms.rate(),
             kms_ceiling: self.kms.ceiling(),
+            kms_requests,
+            kms_throttled_share: share(throttles_kms, kms_requests),
+            kms_learned_rate: pacing.learned,
+            kms_pacing: if pacing.slow_start { "slow_start" } else { "adaptive" }.into(),
+            kms_ramp_secs: pacing.ramp_secs,
             s3_rate: self.s3.rate(),
             s3_ceiling: self.s3.ceiling(),
             window: c.window.load(Relaxed),
@@ -238,9 +294,11 @@ async fn bars(progress: &Progress, done: impl std::future::Future<Output = ()>) 
         objects.set_position(s.finished());
         bytes.set_position(s.bytes_done);
         stats.set_message(format!(
-            "KMS {:.0}/{:.0} rps  S3 {:.0}/{:.0} rps  window {}  throttles {}  retries {}  failed {}  changed {}  gone {}",
+            "KMS {:.0}/{:.0} rps ({}, {} throttled)  S3 {:.0}/{:.0} rps  window {}  throttles {}  retries {}  failed {}  changed {}  gone {}",
             s.kms_rate,
             s.kms_ceiling,
+            s.kms_learning(),
+            percent(s.kms_throttled_share),
             s.s3_rate,
             s.s3_ceiling,
             s.window,
@@ -258,4 +316,28 @@ async fn bars(progress: &Progress, done: impl std::future::Future<Output = ()>) 
     objects.finish_and_clear();
     bytes.finish_and_clear();
     stats.finish_and_clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_the_kms_limiter_learned_reads_as_a_word_and_older_snapshots_still_parse() {
+        let mut s = ProgressSnapshot { kms_pacing: "slow_start".into(), ..Default::default() };
+        assert_eq!(s.kms_learning(), "slow start");
+        s.kms_pacing = "adaptive".into();
+        assert_eq!(s.kms_learning(), "not throttled");
+        s.kms_learned_rate = Some(101.4);
+        assert_eq!(s.kms_learning(), "learned 101 rps");
+        assert_eq!((percent(0.0046), percent(0.21), percent(0.0)), ("0.46 %".into(), "21.0 %".into(), "0.0 %".into()));
+        // A snapshot written before the KMS pacing fields existed reads with them empty.
+        let mut old = serde_json::to_value(ProgressSnapshot::default()).unwrap();
+        for k in ["kms_requests", "kms_throttled_share", "kms_learned_rate", "kms_pacing", "kms_ramp_secs"] {
+            old.as_object_mut().unwrap().remove(k);
+        }
+        let old: ProgressSnapshot = serde_json::from_value(old).unwrap();
+        assert_eq!((old.kms_requests, old.kms_pacing.as_str(), old.kms_learned_rate), (0, "", None));
+        assert_eq!(old.kms_learning(), "-");
+    }
 }

@@ -561,6 +561,9 @@ where
         tries += 1;
         tally.attempts.fetch_add(1, Relaxed);
         ctx.counters.requests.fetch_add(1, Relaxed);
+        if kms > 0.0 {
+            ctx.counters.kms_requests.fetch_add(1, Relaxed);
+        }
         let sent = Instant::now();
         let answer = send().await;
         ctx.counters.observe_latency(sent.elapsed());

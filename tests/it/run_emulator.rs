@@ -322,6 +322,81 @@ async fn a_quota_gate_below_the_configured_rate_is_found_without_failures() {
     );
 }
 
+/// Issue 15: the first seconds of a run must not hammer the shared KMS quota. Against a
+/// 100 rps gate with the engine told 1,000, slow start opens at 62 rps and probes up, so
+/// over the whole run (start included) at most 3 % of the KMS-bearing requests are
+/// throttled (20.8 % before slow start, when the run opened at the ceiling). Counts are
+/// asserted exactly; rates are printed, not asserted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_start_keeps_the_whole_runs_throttled_share_low_against_a_gate_far_below_the_ceiling() {
+    const N: u64 = 1500;
+    const GATE: f64 = 100.0;
+    let f = fixture(Moto::start(), N as usize, 15).await;
+    f.moto.configure(r#"{"kms_rps": 100}"#);
+    f.moto.reset_stats();
+    // No pre-flight: its canary would be a run of its own, outside the counts compared here.
+    let out = rekey(
+        &f.moto,
+        &["run", "--state", f.state.to_str().unwrap(), "--kms-rps", "1000", "--json-progress", "--skip-preflight"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "run failed: {stderr}");
+    assert!(
+        stderr.contains("KMS rate probed from 62 rps"),
+        "the start-up line says how the first rate is set: {stderr}"
+    );
+    assert!(stderr.contains("AWS/Usage) is not read"), "{stderr}");
+    let snapshots: Vec<Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let last = snapshots.last().unwrap();
+    let s = status(&f);
+    assert_eq!(count(&s, "by_status", "done"), N, "{s}");
+    assert_eq!(count(&s, "by_status", "pending"), 0, "{s}");
+    assert_eq!(last["failed"], 0);
+    let stats = f.moto.stats();
+    let throttled = stats["throttled_kms"].as_u64().unwrap();
+    // Every KMS-bearing request was answered (one success per object) or throttled, and
+    // the run counted exactly what the emulator saw.
+    assert_eq!(stats["kms_calls"].as_u64(), Some(N), "{stats}");
+    assert_eq!(last["throttles_kms"].as_u64(), Some(throttled), "{stats}");
+    let kms_requests = last["kms_requests"].as_u64().unwrap();
+    assert_eq!(kms_requests, N + throttled, "{stats}");
+    let share = throttled as f64 / kms_requests as f64;
+    assert!((last["kms_throttled_share"].as_f64().unwrap() - share).abs() < 1e-9, "{last}");
+    assert_eq!(last["kms_pacing"], "adaptive", "the gate ended slow start: {last}");
+    let learned = last["kms_learned_rate"].as_f64().expect("a learned rate once throttled");
+
+    // Once converged: the second half of the run.
+    let mid = &snapshots[snapshots.len() / 2];
+    let d = |k: &str| last[k].as_u64().unwrap() - mid[k].as_u64().unwrap();
+    let late_secs = last["elapsed_secs"].as_f64().unwrap() - mid["elapsed_secs"].as_f64().unwrap();
+    let late_rate = d("done") as f64 / late_secs;
+    let first = snapshots.first().unwrap();
+    eprintln!(
+        "gate {GATE:.0} rps, configured 1000, {N} objects: {:.0} objects/s overall, {late_rate:.0}/s = {:.0} % of the gate in the second half; \
+         throttled {throttled} of {kms_requests} KMS requests over the whole run ({:.2} %), {} of {} in the second half; \
+         after 1 s: {} throttled, KMS rate {:.0}; slow start ended after {:.2} s; learned {learned:.0} rps, limiter ended at {:.0} rps",
+        N as f64 / last["elapsed_secs"].as_f64().unwrap(),
+        100.0 * late_rate / GATE,
+        100.0 * share,
+        d("throttles_kms"),
+        d("kms_requests"),
+        first["throttles_kms"],
+        first["kms_rate"].as_f64().unwrap(),
+        last["kms_ramp_secs"].as_f64().unwrap_or(f64::NAN),
+        last["kms_rate"].as_f64().unwrap(),
+    );
+    assert!(throttled > 0, "the gate was reached");
+    assert!(share <= 0.03, "{throttled} of {kms_requests} KMS requests throttled ({:.1} %)", 100.0 * share);
+    // `rekey status` shows what was learned, in the table and in JSON.
+    assert_eq!(s["last_run"]["kms_requests"].as_u64(), Some(kms_requests), "{s}");
+    let table = rekey(&f.moto, &["status", "--state", f.state.to_str().unwrap()]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    let counted = format!("{throttled} of {} KMS-bearing requests throttled", rekey::units::thousands(kms_requests));
+    assert!(table.contains(&counted), "{table}");
+    assert!(table.contains("KMS learned "), "{table}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kms_key_disabled_mid_run_stops_the_run_which_resumes_once_enabled() {
     let f = fixture(Moto::start(), 300, 5).await;
