@@ -483,127 +483,182 @@ pub fn status(args: StatusArgs) -> Result<()> {
     if let [one] = files.as_slice() {
         return status_one(one, args.format);
     }
-    let mut sum = FileStatus {
-        path: PathBuf::new(),
-        bucket: String::new(),
-        region: String::new(),
-        kms_quota_rps: 0.0,
-        kms_share: 0.0,
-        counts: Default::default(),
-        todo: Default::default(),
-        verdicts: BTreeMap::new(),
-        progress: None,
-        live: false,
-    };
-    for f in &files {
-        sum.counts.add(&f.counts);
-        for (v, n) in &f.verdicts {
-            *sum.verdicts.entry(*v).or_default() += n;
-        }
-        sum.todo.objects += f.todo.objects;
-        sum.todo.bytes += f.todo.bytes;
-    }
-    // The live runs together: their rates add up (they share one KMS quota when they are
-    // in one account and region), and the job ends with the slowest.
-    let live: Vec<&ProgressSnapshot> = files.iter().filter(|f| f.live).filter_map(|f| f.progress.as_ref()).collect();
-    // Folded from +0.0: an empty f64 sum is -0.0, which would print as "-0 rps".
-    let rate = |f: fn(&ProgressSnapshot) -> f64| live.iter().fold(0.0, |sum, p| sum + f(p));
-    let (kms_rate, s3_rate, objects_per_sec) = (rate(|p| p.kms_rate), rate(|p| p.s3_rate), rate(|p| p.objects_per_sec));
-    let throttles: u64 = live.iter().map(|p| p.throttles_kms + p.throttles_s3).sum();
-    let (kms_throttles, kms_requests): (u64, u64) =
-        live.iter().fold((0, 0), |(t, n), p| (t + p.throttles_kms, n + p.kms_requests));
-    let kms_throttled_share = if kms_requests == 0 { 0.0 } else { kms_throttles as f64 / kms_requests as f64 };
-    let eta = live.iter().filter_map(|p| p.eta_secs).fold(None, |m: Option<f64>, e| Some(m.map_or(e, |m| m.max(e))));
-    let by_bucket = Group::by(&files, |f| (f.bucket.clone(), f.region.clone()));
-    let by_region = Group::by(&files, |f| f.region.clone());
+    let set = StatusSum::of(&files);
     match args.format {
-        StatusFormat::Json => {
-            let doc = serde_json::json!({
-                "schema": "rekey.status-sum/1",
-                "state_files": files.iter().map(|f| f.path.display().to_string()).collect::<Vec<_>>(),
-                "running": live.len(),
-                "by_status": sum.counts.by_status,
-                "by_method": sum.counts.by_method,
-                "by_skip_reason": sum.counts.by_skip_reason,
-                "to_do": { "objects": sum.todo.objects, "bytes": sum.todo.bytes },
-                "by_verify_verdict": sum.verdicts,
-                "by_bucket": by_bucket.iter().map(|((bucket, region), g)| {
-                    let mut doc = g.json();
-                    doc["bucket"] = bucket.as_str().into();
-                    doc["region"] = region.as_str().into();
-                    doc
-                }).collect::<Vec<_>>(),
-                "by_region": by_region.iter().map(|(region, g)| {
-                    let mut doc = g.json();
-                    doc["region"] = region.as_str().into();
-                    doc["kms_quota_rps"] = g.kms_quota_rps.into();
-                    doc["kms_share"] = ((g.kms_share * 1e9).round() / 1e9).into();
-                    doc
-                }).collect::<Vec<_>>(),
-                "live": {
-                    "kms_rate": kms_rate,
-                    "s3_rate": s3_rate,
-                    "objects_per_sec": objects_per_sec,
-                    "throttles": throttles,
-                    "kms_requests": kms_requests,
-                    "kms_throttled_share": kms_throttled_share,
-                    "eta_secs": eta,
-                },
-                "files": files.iter().map(FileStatus::json).collect::<Vec<_>>(),
-            });
-            println!("{}", serde_json::to_string_pretty(&doc)?);
-        }
-        StatusFormat::Table => {
-            let mut out = format!("{} checkpoints, summed:\n", files.len());
-            for f in &files {
-                out.push_str(&format!("  {}\n", f.path.display()));
-            }
-            sum.count_lines(&mut out);
-            out.push_str(&format!(
-                "running: {} of {}; together KMS {:.0} rps, S3 {:.0} rps, {:.0} objects/s, {} throttles ({} of KMS requests){}\n",
-                live.len(),
-                files.len(),
-                kms_rate,
-                s3_rate,
-                objects_per_sec,
-                thousands(throttles),
-                percent(kms_throttled_share),
-                eta.map(|e| format!(", ETA {}", human_duration(e))).unwrap_or_default()
-            ));
-            // A job of several buckets or regions: where the work is, and each region's
-            // rate against its quota (the quota is per account and region).
-            if by_bucket.len() > 1 || by_region.len() > 1 {
-                out.push_str(&format!(
-                    "by bucket\n  {:<24} {:<14} {:>6} {:>12} {:>12} {:>10} {:>12} {:>10}\n",
-                    "bucket", "region", "files", "done", "to do", "failed", "objects/s", "ETA"
-                ));
-                for ((bucket, region), g) in &by_bucket {
-                    out.push_str(&format!("  {bucket:<24} {region:<14} {}\n", g.columns()));
-                }
-                out.push_str(&format!(
-                    "by region\n  {:<24} {:<14} {:>6} {:>12} {:>12} {:>10} {:>12} {:>10}  KMS rate / quota x share\n",
-                    "region", "", "files", "done", "to do", "failed", "objects/s", "ETA"
-                ));
-                for (region, g) in &by_region {
-                    out.push_str(&format!(
-                        "  {region:<24} {:<14} {}  {} / {} rps ({} x {:.4})\n",
-                        "",
-                        g.columns(),
-                        thousands(g.kms_rate.round() as u64),
-                        thousands((g.kms_quota_rps * g.kms_share).round() as u64),
-                        thousands(g.kms_quota_rps as u64),
-                        g.kms_share
-                    ));
-                }
-            }
-            for f in &files {
-                out.push_str(&format!("{}: {} to do\n", f.path.display(), thousands(f.todo.objects)));
-                f.run_lines(&mut out, "  ");
-            }
-            print!("{out}");
-        }
+        StatusFormat::Json => println!("{}", serde_json::to_string_pretty(&set.json())?),
+        StatusFormat::Table => print!("{}", set.table()),
     }
     Ok(())
+}
+
+/// Several checkpoints (the shards of a plan, the entries of a job) summed.
+struct StatusSum<'a> {
+    files: &'a [FileStatus],
+    sum: FileStatus,
+    live: LiveSum,
+    by_bucket: BTreeMap<(String, String), Group>,
+    by_region: BTreeMap<String, Group>,
+}
+
+/// The live runs together: their rates add up (they share one KMS quota when they are in
+/// one account and region), and the job ends with the slowest.
+struct LiveSum {
+    running: usize,
+    kms_rate: f64,
+    s3_rate: f64,
+    objects_per_sec: f64,
+    throttles: u64,
+    kms_requests: u64,
+    kms_throttled_share: f64,
+    eta: Option<f64>,
+}
+
+impl LiveSum {
+    fn of(files: &[FileStatus]) -> LiveSum {
+        let live: Vec<&ProgressSnapshot> =
+            files.iter().filter(|f| f.live).filter_map(|f| f.progress.as_ref()).collect();
+        // Folded from +0.0: an empty f64 sum is -0.0, which would print as "-0 rps".
+        let rate = |f: fn(&ProgressSnapshot) -> f64| live.iter().fold(0.0, |sum, p| sum + f(p));
+        let (kms_throttles, kms_requests): (u64, u64) =
+            live.iter().fold((0, 0), |(t, n), p| (t + p.throttles_kms, n + p.kms_requests));
+        LiveSum {
+            running: live.len(),
+            kms_rate: rate(|p| p.kms_rate),
+            s3_rate: rate(|p| p.s3_rate),
+            objects_per_sec: rate(|p| p.objects_per_sec),
+            throttles: live.iter().map(|p| p.throttles_kms + p.throttles_s3).sum(),
+            kms_requests,
+            kms_throttled_share: if kms_requests == 0 { 0.0 } else { kms_throttles as f64 / kms_requests as f64 },
+            eta: live.iter().filter_map(|p| p.eta_secs).fold(None, |m: Option<f64>, e| Some(m.map_or(e, |m| m.max(e)))),
+        }
+    }
+}
+
+impl<'a> StatusSum<'a> {
+    fn of(files: &'a [FileStatus]) -> StatusSum<'a> {
+        let mut sum = FileStatus {
+            path: PathBuf::new(),
+            bucket: String::new(),
+            region: String::new(),
+            kms_quota_rps: 0.0,
+            kms_share: 0.0,
+            counts: Default::default(),
+            todo: Default::default(),
+            verdicts: BTreeMap::new(),
+            progress: None,
+            live: false,
+        };
+        for f in files {
+            sum.counts.add(&f.counts);
+            for (v, n) in &f.verdicts {
+                *sum.verdicts.entry(*v).or_default() += n;
+            }
+            sum.todo.objects += f.todo.objects;
+            sum.todo.bytes += f.todo.bytes;
+        }
+        StatusSum {
+            files,
+            sum,
+            live: LiveSum::of(files),
+            by_bucket: Group::by(files, |f| (f.bucket.clone(), f.region.clone())),
+            by_region: Group::by(files, |f| f.region.clone()),
+        }
+    }
+
+    /// The `rekey.status-sum/1` document.
+    fn json(&self) -> serde_json::Value {
+        let (sum, live) = (&self.sum, &self.live);
+        serde_json::json!({
+            "schema": "rekey.status-sum/1",
+            "state_files": self.files.iter().map(|f| f.path.display().to_string()).collect::<Vec<_>>(),
+            "running": live.running,
+            "by_status": sum.counts.by_status,
+            "by_method": sum.counts.by_method,
+            "by_skip_reason": sum.counts.by_skip_reason,
+            "to_do": { "objects": sum.todo.objects, "bytes": sum.todo.bytes },
+            "by_verify_verdict": sum.verdicts,
+            "by_bucket": self.by_bucket.iter().map(|((bucket, region), g)| {
+                let mut doc = g.json();
+                doc["bucket"] = bucket.as_str().into();
+                doc["region"] = region.as_str().into();
+                doc
+            }).collect::<Vec<_>>(),
+            "by_region": self.by_region.iter().map(|(region, g)| {
+                let mut doc = g.json();
+                doc["region"] = region.as_str().into();
+                doc["kms_quota_rps"] = g.kms_quota_rps.into();
+                doc["kms_share"] = ((g.kms_share * 1e9).round() / 1e9).into();
+                doc
+            }).collect::<Vec<_>>(),
+            "live": {
+                "kms_rate": live.kms_rate,
+                "s3_rate": live.s3_rate,
+                "objects_per_sec": live.objects_per_sec,
+                "throttles": live.throttles,
+                "kms_requests": live.kms_requests,
+                "kms_throttled_share": live.kms_throttled_share,
+                "eta_secs": live.eta,
+            },
+            "files": self.files.iter().map(FileStatus::json).collect::<Vec<_>>(),
+        })
+    }
+
+    /// The sum for people: the counts, the live runs together, the job by bucket and
+    /// region when it spans several, then each file's own lines.
+    fn table(&self) -> String {
+        let (files, live) = (self.files, &self.live);
+        let mut out = format!("{} checkpoints, summed:\n", files.len());
+        for f in files {
+            out.push_str(&format!("  {}\n", f.path.display()));
+        }
+        self.sum.count_lines(&mut out);
+        out.push_str(&format!(
+            "running: {} of {}; together KMS {:.0} rps, S3 {:.0} rps, {:.0} objects/s, {} throttles ({} of KMS requests){}\n",
+            live.running,
+            files.len(),
+            live.kms_rate,
+            live.s3_rate,
+            live.objects_per_sec,
+            thousands(live.throttles),
+            percent(live.kms_throttled_share),
+            live.eta.map(|e| format!(", ETA {}", human_duration(e))).unwrap_or_default()
+        ));
+        if self.by_bucket.len() > 1 || self.by_region.len() > 1 {
+            self.group_lines(&mut out);
+        }
+        for f in files {
+            out.push_str(&format!("{}: {} to do\n", f.path.display(), thousands(f.todo.objects)));
+            f.run_lines(&mut out, "  ");
+        }
+        out
+    }
+
+    /// A job of several buckets or regions: where the work is, and each region's rate
+    /// against its quota (the quota is per account and region).
+    fn group_lines(&self, out: &mut String) {
+        out.push_str(&format!(
+            "by bucket\n  {:<24} {:<14} {:>6} {:>12} {:>12} {:>10} {:>12} {:>10}\n",
+            "bucket", "region", "files", "done", "to do", "failed", "objects/s", "ETA"
+        ));
+        for ((bucket, region), g) in &self.by_bucket {
+            out.push_str(&format!("  {bucket:<24} {region:<14} {}\n", g.columns()));
+        }
+        out.push_str(&format!(
+            "by region\n  {:<24} {:<14} {:>6} {:>12} {:>12} {:>10} {:>12} {:>10}  KMS rate / quota x share\n",
+            "region", "", "files", "done", "to do", "failed", "objects/s", "ETA"
+        ));
+        for (region, g) in &self.by_region {
+            out.push_str(&format!(
+                "  {region:<24} {:<14} {}  {} / {} rps ({} x {:.4})\n",
+                "",
+                g.columns(),
+                thousands(g.kms_rate.round() as u64),
+                thousands((g.kms_quota_rps * g.kms_share).round() as u64),
+                thousands(g.kms_quota_rps as u64),
+                g.kms_share
+            ));
+        }
+    }
 }
 
 /// Several checkpoints of one bucket or region, summed.
