@@ -9,7 +9,7 @@ use super::writer::{CheckpointWriter, WriterStats};
 use super::{RunCounters, StopReason, Stopper};
 use crate::plan::classify::Method;
 use crate::s3::ObjectStore;
-use crate::store::{OutcomeWriter, StoreError, TodoReader};
+use crate::store::{OutcomeWriter, StoreError, TodoReader, WorkItem};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -130,6 +130,10 @@ const MAX_WINDOW: usize = 4096;
 const PAGE: usize = 1000;
 
 /// Execute the plan in `cfg.state` against `store` until done or stopped via `stop`.
+///
+/// Kept in one piece on purpose: it is the run's async structure in the order it happens
+/// (limiters and writer up, the dispatcher's loop, the drain, the teardown in the order
+/// the tasks, the controller and the writer must end), which reads best top to bottom.
 pub async fn run<S: ObjectStore>(store: Arc<S>, cfg: RunConfig, stop: Stopper) -> Result<RunReport, StoreError> {
     let totals = OutcomeWriter::open(&cfg.state)?.todo_totals()?;
     let counters = Arc::new(RunCounters::default());
@@ -176,21 +180,11 @@ pub async fn run<S: ObjectStore>(store: Arc<S>, cfg: RunConfig, stop: Stopper) -
     let outcomes = writer.sender();
     let mut canary_done = false;
     'pages: while !stop.is_stopped() {
-        let page = if cfg.canary {
-            if canary_done {
-                break;
-            }
-            canary_done = true;
-            // Not a multipart copy: the canary proves permissions, and one object of each
-            // single-request method does that without copying gigabytes before the run.
-            [Method::Update, Method::Copy]
-                .into_iter()
-                .map(|m| reader.first_of(m))
-                .collect::<Result<Vec<_>, _>>()
-                .map(|firsts| firsts.into_iter().flatten().collect())
-        } else {
-            reader.next_page(PAGE)
-        };
+        if cfg.canary && canary_done {
+            break;
+        }
+        let page = read_page(&mut reader, cfg.canary);
+        canary_done = true;
         // A failed read stops the run like a failed write: the tasks already out are
         // drained and recorded rather than dropped mid-request.
         let page = match page {
@@ -227,27 +221,7 @@ pub async fn run<S: ObjectStore>(store: Arc<S>, cfg: RunConfig, stop: Stopper) -
     }
     drop(outcomes);
 
-    // Drain. Once interrupted (before or during the drain), in-flight requests get
-    // `drain_timeout` to finish; other stops wait for them, as they end promptly.
-    let mut abandoned = 0;
-    loop {
-        if matches!(stop.reason(), Some(StopReason::Interrupted)) {
-            progress.set_state("stopping");
-            let drained =
-                tokio::time::timeout(cfg.drain_timeout, async { while tasks.join_next().await.is_some() {} }).await;
-            if drained.is_err() {
-                abandoned = tasks.len() as u64;
-                tasks.abort_all();
-                while tasks.join_next().await.is_some() {}
-            }
-            break;
-        }
-        let watching = !stop.is_stopped();
-        tokio::select! {
-            next = tasks.join_next() => if next.is_none() { break },
-            _ = stop.stopped(), if watching => {}
-        }
-    }
+    let abandoned = drain(&mut tasks, &stop, &progress, cfg.drain_timeout).await;
     controller.abort();
     // Wait for it to be dropped: it holds the context, whose writer sender must be gone
     // before the writer can finish.
@@ -264,6 +238,42 @@ pub async fn run<S: ObjectStore>(store: Arc<S>, cfg: RunConfig, stop: Stopper) -
         Err(e) => (WriterStats::default(), Some(StopReason::Checkpoint(e.to_string()))),
     };
     Ok(RunReport { stop, last: progress.snapshot(), deferred, writer, abandoned })
+}
+
+/// The next rows to do: a page, or for a canary run the first row of each single-request
+/// method (not a multipart copy: the canary proves permissions, and one object of each
+/// single-request method does that without copying gigabytes before the run).
+fn read_page(reader: &mut TodoReader, canary: bool) -> Result<Vec<WorkItem>, StoreError> {
+    if canary {
+        let firsts = [Method::Update, Method::Copy].into_iter().map(|m| reader.first_of(m));
+        firsts.collect::<Result<Vec<_>, _>>().map(|firsts| firsts.into_iter().flatten().collect())
+    } else {
+        reader.next_page(PAGE)
+    }
+}
+
+/// Wait for the tasks still out; the ones abandoned. Once interrupted (before or during
+/// the drain), in-flight requests get `timeout` to finish; other stops wait for them, as
+/// they end promptly.
+async fn drain(tasks: &mut JoinSet<()>, stop: &Stopper, progress: &Progress, timeout: Duration) -> u64 {
+    loop {
+        if matches!(stop.reason(), Some(StopReason::Interrupted)) {
+            progress.set_state("stopping");
+            let drained = tokio::time::timeout(timeout, async { while tasks.join_next().await.is_some() {} }).await;
+            if drained.is_err() {
+                let abandoned = tasks.len() as u64;
+                tasks.abort_all();
+                while tasks.join_next().await.is_some() {}
+                return abandoned;
+            }
+            return 0;
+        }
+        let watching = !stop.is_stopped();
+        tokio::select! {
+            next = tasks.join_next() => if next.is_none() { return 0 },
+            _ = stop.stopped(), if watching => {}
+        }
+    }
 }
 
 /// How often the controller runs.
