@@ -9,15 +9,11 @@
 use super::progress::ProgressMode;
 use super::task::Fidelity;
 use super::{FailureBudget, RetryPolicy, RunConfig};
+use crate::plan::settings::{DEFAULT_KMS_SHARE, DEFAULT_S3_RPS};
 use crate::plan::stored::{StoredPlan, StoredPlanError};
 use crate::plan::KmsQuota;
 use std::time::Duration;
 
-/// S3's documented floor for PUT/COPY requests per second per prefix: the rate a plan
-/// without `--s3-rps` is paced at.
-pub const DEFAULT_S3_RPS: f64 = 3500.0;
-/// The share of the account's KMS quota a plan without `--kms-share` may use.
-pub const DEFAULT_KMS_SHARE: f64 = 0.5;
 /// Attempts per object in one run, the first included.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
 /// Failed objects after which a run stops (`--max-failures`).

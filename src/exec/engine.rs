@@ -95,7 +95,7 @@ impl RunConfig {
             kms_per_write: 1.0,
             kms_rps: 1000.0,
             kms_start_rps: None,
-            s3_rps: 3500.0,
+            s3_rps: crate::plan::settings::DEFAULT_S3_RPS,
             concurrency: None,
             policy: RetryPolicy::default(),
             max_failures: FailureBudget::default(),

@@ -16,6 +16,12 @@ use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+/// S3's documented floor for PUT/COPY requests per second per prefix: the rate a plan
+/// without `--s3-rps` is costed and run at.
+pub const DEFAULT_S3_RPS: f64 = 3500.0;
+/// The share of the account's KMS quota a plan without `--kms-share` may use.
+pub const DEFAULT_KMS_SHARE: f64 = 0.5;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
@@ -294,7 +300,7 @@ pub fn resolve(s: &PlanSettings) -> Result<Resolved> {
         }
         Ok(v)
     };
-    let kms_share = positive("kms-share", s.kms_share, 0.5)?;
+    let kms_share = positive("kms-share", s.kms_share, DEFAULT_KMS_SHARE)?;
     if kms_share > 1.0 {
         bail!("--kms-share {kms_share}: must be at most 1 (the whole quota)");
     }
@@ -302,7 +308,7 @@ pub fn resolve(s: &PlanSettings) -> Result<Resolved> {
         Some(q) => KmsQuota { rps: positive("kms-quota", Some(q), 1.0)?, source: "--kms-quota" },
         None => KmsQuota::for_region(&region),
     };
-    let s3_rps = positive("s3-rps", s.s3_rps, 3500.0)?;
+    let s3_rps = positive("s3-rps", s.s3_rps, DEFAULT_S3_RPS)?;
     let prices = match &s.prices {
         Some(p) => PriceTable::load(p).map_err(|e| anyhow::anyhow!("--prices {e}"))?,
         None => PriceTable::default(),
