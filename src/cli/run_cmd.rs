@@ -21,7 +21,7 @@ use crate::exec::{config, FailureBudget, RunConfig, RunOverrides, RunReport, Sto
 use crate::plan::stored::StoredPlan;
 use crate::preflight::likely_cause;
 use crate::s3::{connect, DirectStore, S3Settings, SdkStore};
-use crate::store::{Checkpoint, ObjectStatus, Verdict};
+use crate::store::{add_counts, Checkpoint, ObjectStatus, Verdict};
 use crate::units::{human_bytes, human_duration, thousands};
 use anyhow::{bail, Result};
 use clap::Args;
@@ -550,9 +550,7 @@ impl<'a> StatusSum<'a> {
         };
         for f in files {
             sum.counts.add(&f.counts);
-            for (v, n) in &f.verdicts {
-                *sum.verdicts.entry(*v).or_default() += n;
-            }
+            add_counts(&mut sum.verdicts, &f.verdicts);
             sum.todo.objects += f.todo.objects;
             sum.todo.bytes += f.todo.bytes;
         }

@@ -313,14 +313,16 @@ impl StatusCounts {
 
     /// Add another checkpoint's counts (the shards of one plan, the entries of a job).
     pub fn add(&mut self, other: &StatusCounts) {
-        fn add_map<K: Ord + Copy>(into: &mut BTreeMap<K, u64>, from: &BTreeMap<K, u64>) {
-            for (k, n) in from {
-                *into.entry(*k).or_default() += n;
-            }
-        }
-        add_map(&mut self.by_status, &other.by_status);
-        add_map(&mut self.by_method, &other.by_method);
-        add_map(&mut self.by_skip_reason, &other.by_skip_reason);
+        add_counts(&mut self.by_status, &other.by_status);
+        add_counts(&mut self.by_method, &other.by_method);
+        add_counts(&mut self.by_skip_reason, &other.by_skip_reason);
+    }
+}
+
+/// Add one checkpoint's counts by key into a sum of several.
+pub fn add_counts<K: Ord + Copy>(into: &mut BTreeMap<K, u64>, from: &BTreeMap<K, u64>) {
+    for (k, n) in from {
+        *into.entry(*k).or_default() += n;
     }
 }
 
