@@ -69,6 +69,10 @@ pub struct RunArgs {
     /// Skip the pre-flight checks and the canary (see `rekey preflight`).
     #[arg(long)]
     pub skip_preflight: bool,
+    /// Stop (exit 7) when the pre-flight finds readers who would lose access to the
+    /// migrated objects (its access warnings), instead of warning and going on.
+    #[arg(long, conflicts_with = "skip_preflight")]
+    pub strict: bool,
     /// HEAD each object before copying it and re-send its website redirect, which S3 does
     /// not copy (one GET-class request per copied object). Multipart copies always do.
     #[arg(long)]
@@ -174,7 +178,8 @@ pub fn run(args: RunArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
     runtime.spawn(watch_signals(stopper.clone(), cfg.drain_timeout));
     let resume = format!("rekey run --state {}", args.state.display());
     if !args.skip_preflight {
-        let checked = runtime.block_on(super::preflight_cmd::before_run(&client, &s3, &cfg, !quiet, &stopper));
+        let checked =
+            runtime.block_on(super::preflight_cmd::before_run(&client, &s3, &cfg, !quiet, args.strict, &stopper));
         if stopper.reason() == Some(StopReason::Interrupted) {
             return Err(Exit::new(
                 ExitCode::Interrupted,

@@ -9,6 +9,10 @@
 //!   assumption, default encryption (so new writes stop arriving as SSE-S3), object ownership.
 //! * [`canary`]: the engine migrates the first object still to do of each method, and each
 //!   is HEAD-checked for `aws:kms` under the key.
+//! * [`access`]: who will lose access once the objects are under the key: readers the bucket
+//!   policy or ACL names that the key policy does not let decrypt, the AWS managed key with
+//!   readers outside its account, replication rules that skip SSE-KMS objects. Warnings,
+//!   failures under `--strict`. [`policy`] reads the policy documents.
 //! * [`facts`]: what the checks need to know about a plan, read from its checkpoint.
 //! * [`causes`]: what an error code or an AccessDenied message says about the cause.
 //!
@@ -17,11 +21,13 @@
 //! any object is touched (the canary touches one per method); warnings are printed and the
 //! run goes on.
 
+pub mod access;
 pub mod canary;
 pub mod causes;
 pub mod facts;
 pub mod key;
 pub mod location;
+pub mod policy;
 pub mod settings;
 #[cfg(test)]
 mod tests;
@@ -38,7 +44,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// How a check came out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Verdict {
     Ok,
     /// Worth knowing (often a cost), but the run can go on.
@@ -47,10 +54,22 @@ pub enum Verdict {
     Fail,
 }
 
+/// Which part of the pre-flight a check belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Section {
+    /// Can the run work: the key, the bucket, its settings, the canary.
+    Setup,
+    /// Who will lose access once the objects are under the key ([`access`]): warnings that
+    /// `--strict` turns into failures.
+    Access,
+}
+
 /// One line of the checklist.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Check {
     pub verdict: Verdict,
+    pub section: Section,
     /// A short label: "KMS key", "bucket region", "canary update", ...
     pub title: String,
     /// One self-contained sentence: what was found, and for a problem, what to do.
@@ -59,7 +78,12 @@ pub struct Check {
 
 impl Check {
     pub fn new(verdict: Verdict, title: &str, detail: impl Into<String>) -> Check {
-        Check { verdict, title: title.into(), detail: detail.into() }
+        Check { verdict, section: Section::Setup, title: title.into(), detail: detail.into() }
+    }
+
+    /// A check of the access section.
+    pub fn access(verdict: Verdict, title: &str, detail: impl Into<String>) -> Check {
+        Check { section: Section::Access, ..Check::new(verdict, title, detail) }
     }
 
     /// The checklist line, without indentation.
@@ -84,10 +108,20 @@ pub fn warnings(checks: &[Check]) -> usize {
     checks.iter().filter(|c| c.verdict == Verdict::Warn).count()
 }
 
+/// `--strict`: every warning of the access section becomes a failure, so nobody loses
+/// access to the bucket's objects unless the run was told it may happen.
+pub fn strict(checks: &mut [Check]) {
+    for c in checks.iter_mut().filter(|c| c.section == Section::Access && c.verdict == Verdict::Warn) {
+        c.verdict = Verdict::Fail;
+        c.detail.push_str(" (--strict)");
+    }
+}
+
 /// The checks that touch no object: the key, and each bucket's region, owner, versioning,
-/// default encryption and object ownership.
+/// default encryption and object ownership, then who would lose access to it.
 pub async fn preflight(api: &impl BucketApi, facts: &PlanFacts) -> Vec<Check> {
     let mut checks = vec![key::check_key(api, facts).await];
+    let mut key = access::KeyView::default();
     if facts.buckets.is_empty() {
         checks.push(Check::new(Verdict::Warn, "bucket", "the plan names no bucket: nothing to check"));
     }
@@ -114,6 +148,7 @@ pub async fn preflight(api: &impl BucketApi, facts: &PlanFacts) -> Vec<Check> {
         checks.push(settings::check_versioning(api, facts, bucket).await);
         checks.push(settings::check_default_encryption(api, facts, bucket).await);
         checks.push(settings::check_ownership(api, facts, bucket).await);
+        checks.extend(access::check_access(api, facts, bucket, &mut key).await);
     }
     checks
 }
@@ -172,16 +207,21 @@ pub async fn connect(
 }
 
 /// The pre-flight of `rekey run`: the checks, then the canary. `show` is handed each
-/// checklist as it is made. `Ok(Err(_))`: a check or a canary failed.
+/// checklist as it is made. `Ok(Err(_))`: a check or a canary failed (with `strict`, an
+/// access warning counts as a failure).
 pub async fn before_run(
     api: &impl BucketApi,
     s3: &aws_sdk_s3::Client,
     cfg: &RunConfig,
     facts: &PlanFacts,
     stop: &Stopper,
+    strict: bool,
     show: impl Fn(&[Check]),
 ) -> Result<Result<(), Refused>> {
-    let checks = preflight(api, facts).await;
+    let mut checks = preflight(api, facts).await;
+    if strict {
+        self::strict(&mut checks);
+    }
     show(&checks);
     if let Some(failures) = failures(&checks) {
         return Ok(Err(Refused::Checks { state: cfg.state.clone(), failures }));

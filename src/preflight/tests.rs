@@ -1,7 +1,10 @@
 //! The checks on the in-process fake: one test per verdict they can give.
 
 use super::*;
-use crate::s3::{ApiError, BucketCall, DefaultEncryption, FakeBehaviour, FakeBucket, FakeStore, KeyMetadata, KeyState};
+use crate::s3::{
+    AclGrant, AclGrantee, ApiError, BucketCall, DefaultEncryption, FakeBehaviour, FakeBucket, FakeStore, KeyGrant,
+    KeyMetadata, KeyState, ReplicationRule,
+};
 use std::collections::BTreeMap;
 
 const ACCOUNT: &str = "111122223333";
@@ -90,7 +93,17 @@ fn a_bucket_set_up_as_recommended_passes_every_check() {
     let checks = run(&fake(), &facts(3, 2));
     assert_eq!(
         titles(&checks),
-        ["KMS key", "bucket region", "bucket owner", "versioning", "default encryption", "object ownership"]
+        [
+            "KMS key",
+            "bucket region",
+            "bucket owner",
+            "versioning",
+            "default encryption",
+            "object ownership",
+            "readers",
+            "bucket ACL",
+            "replication"
+        ]
     );
     assert!(checks.iter().all(|c| c.verdict == Verdict::Ok), "{checks:#?}");
     assert!(only(&checks, "bucket owner").detail.contains("owned by account 111122223333"));
@@ -345,4 +358,245 @@ fn a_refusal_tells_how_to_resume() {
     assert!(r
         .to_string()
         .starts_with("pre-flight canary failed (1 canary objects re-encrypted, nothing else touched)"));
+}
+
+// ---- who will lose access -------------------------------------------------------------------
+
+const PARTNER_ROLE: &str = "arn:aws:iam::444455556666:role/reader";
+const DISTRIBUTION: &str = "arn:aws:cloudfront::111122223333:distribution/E1";
+
+/// A bucket policy allowing `principal` (JSON) s3:GetObject, with `condition` (JSON or "").
+fn bucket_policy(principal: &str, condition: &str) -> String {
+    let condition = if condition.is_empty() { String::new() } else { format!(r#","Condition":{condition}"#) };
+    format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Sid":"Readers","Effect":"Allow","Principal":{principal},"Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"{condition}}}]}}"#
+    )
+}
+
+fn with_policy(principal: &str, condition: &str) -> FakeStore {
+    let policy = bucket_policy(principal, condition);
+    with_bucket(move |b| b.policy = Some(policy))
+}
+
+/// The access checks titled `title`.
+fn access_checks(api: &FakeStore, f: &PlanFacts, title: &str) -> Vec<Check> {
+    let checks = run(api, f);
+    checks.into_iter().filter(|c| c.title == title).collect()
+}
+
+fn one_warning(checks: &[Check]) -> Check {
+    let w: Vec<&Check> = checks.iter().filter(|c| c.verdict == Verdict::Warn).collect();
+    assert_eq!(w.len(), 1, "one warning in {checks:#?}");
+    assert_eq!(w[0].section, Section::Access);
+    w[0].clone()
+}
+
+#[test]
+fn a_cross_account_reader_the_key_policy_leaves_out_is_warned_with_the_statement_to_add() {
+    let api = with_policy(&format!(r#"{{"AWS":"{PARTNER_ROLE}"}}"#), "");
+    let c = one_warning(&access_checks(&api, &facts(3, 0), "readers"));
+    assert!(
+        c.detail.starts_with(&format!(
+            "{PARTNER_ROLE} reads bucket b (statement \"Readers\" of its policy), but the key policy does not allow it kms:Decrypt: it will get AccessDenied for each migrated object"
+        )),
+        "{}",
+        c.detail
+    );
+    assert!(c.detail.contains(&format!(r#""Principal":{{"AWS":"{PARTNER_ROLE}"}}"#)), "{}", c.detail);
+    assert!(c.detail.contains(r#""Action":"kms:Decrypt""#), "{}", c.detail);
+}
+
+#[test]
+fn a_reader_the_key_policy_or_a_grant_lets_decrypt_passes() {
+    let api = with_policy(&format!(r#"{{"AWS":["{PARTNER_ROLE}","arn:aws:iam::777788889999:root"]}}"#), "");
+    api.set_key_policy(
+        KEY,
+        &format!(
+            r#"{{"Statement":[{{"Sid":"Partner","Effect":"Allow","Principal":{{"AWS":"{PARTNER_ROLE}"}},"Action":["kms:Decrypt"],"Resource":"*"}}]}}"#
+        ),
+    );
+    api.set_key_grants(
+        KEY,
+        vec![KeyGrant { grantee: "arn:aws:iam::777788889999:root".into(), operations: vec!["Decrypt".into()] }],
+    );
+    let checks = access_checks(&api, &facts(3, 0), "readers");
+    assert_eq!(checks.len(), 1, "{checks:#?}");
+    assert_eq!(checks[0].verdict, Verdict::Ok);
+    assert!(
+        checks[0].detail.contains(&format!("{PARTNER_ROLE} (key policy statement \"Partner\")")),
+        "{}",
+        checks[0].detail
+    );
+    assert!(checks[0].detail.contains("account 777788889999 (a grant on the key)"), "{}", checks[0].detail);
+}
+
+#[test]
+fn an_account_reader_allowed_through_its_own_iam_is_told_so() {
+    let api = with_policy(r#"{"AWS":"444455556666"}"#, "");
+    api.set_key_policy(
+        KEY,
+        r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::444455556666:root"},"Action":"kms:*","Resource":"*"}]}"#,
+    );
+    let checks = access_checks(&api, &facts(3, 0), "readers");
+    assert_eq!(checks[0].verdict, Verdict::Ok, "{checks:#?}");
+    assert!(
+        checks[0].detail.contains("provided its own IAM policy allows kms:Decrypt on the key"),
+        "{}",
+        checks[0].detail
+    );
+}
+
+#[test]
+fn public_readers_lose_access_whatever_the_key_policy() {
+    let api = with_policy(r#""*""#, "");
+    api.set_key_policy(KEY, r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*"}]}"#);
+    let c = one_warning(&access_checks(&api, &facts(3, 0), "readers"));
+    assert!(c.detail.contains("bucket b lets anyone read its objects"), "{}", c.detail);
+    assert!(c.detail.contains("S3 refuses anonymous requests for SSE-KMS objects"), "{}", c.detail);
+}
+
+#[test]
+fn anyone_under_a_condition_is_checked_against_the_key_policy() {
+    let api = with_policy(r#""*""#, r#"{"StringEquals":{"aws:PrincipalOrgID":"o-abc"}}"#);
+    let c = one_warning(&access_checks(&api, &facts(3, 0), "readers"));
+    assert!(c.detail.contains(r#"anyone (Principal "*") reads bucket b (statement "Readers" of its policy under the condition StringEquals {"aws:PrincipalOrgID":"o-abc"})"#), "{}", c.detail);
+    assert!(c.detail.contains("does not allow it kms:Decrypt"), "{}", c.detail);
+}
+
+#[test]
+fn cloudfront_oai_cannot_read_and_oac_needs_the_key_policy() {
+    let oai = "arn:aws:iam::cloudfront:user/CloudFront Origin Access Identity E2QWRUHAPOMQZL";
+    let c = one_warning(&access_checks(&with_policy(&format!(r#"{{"AWS":"{oai}"}}"#), ""), &facts(3, 0), "readers"));
+    assert!(c.detail.contains("an origin access identity cannot read SSE-KMS objects"), "{}", c.detail);
+    assert!(c.detail.contains("origin access control (OAC)"), "{}", c.detail);
+
+    let condition = format!(r#"{{"StringEquals":{{"AWS:SourceArn":"{DISTRIBUTION}"}}}}"#);
+    let api = with_policy(r#"{"Service":"cloudfront.amazonaws.com"}"#, &condition);
+    let c = one_warning(&access_checks(&api, &facts(3, 0), "readers"));
+    assert!(c.detail.contains("the service cloudfront.amazonaws.com reads bucket b"), "{}", c.detail);
+    assert!(c.detail.contains("the distribution will answer 403 for each migrated object"), "{}", c.detail);
+    // The statement to add keeps the distribution's condition.
+    assert!(
+        c.detail.contains(&format!(r#""Condition":{{"StringEquals":{{"AWS:SourceArn":"{DISTRIBUTION}"}}}}"#)),
+        "{}",
+        c.detail
+    );
+
+    api.set_key_policy(
+        KEY,
+        &format!(r#"{{"Statement":[{{"Effect":"Allow","Principal":{{"Service":"cloudfront.amazonaws.com"}},"Action":"kms:Decrypt","Resource":"*","Condition":{condition}}}]}}"#),
+    );
+    let checks = access_checks(&api, &facts(3, 0), "readers");
+    assert!(checks.iter().all(|c| c.verdict == Verdict::Ok), "{checks:#?}");
+}
+
+#[test]
+fn the_aws_managed_key_with_readers_outside_its_account_is_one_warning() {
+    let api = with_policy(&format!(r#"{{"AWS":["{PARTNER_ROLE}","arn:aws:iam::111122223333:role/app"]}}"#), "");
+    api.set_key(KEY, KeyMetadata { key_manager: Some("AWS".into()), ..KeyMetadata::symmetric() });
+    let c = one_warning(&access_checks(&api, &facts(3, 0), "readers"));
+    assert!(c.detail.contains("is the AWS managed key aws/s3, whose key policy cannot be changed"), "{}", c.detail);
+    assert!(c.detail.contains(PARTNER_ROLE), "{}", c.detail);
+    assert!(!c.detail.contains("role/app"), "the key's own account may use it: {}", c.detail);
+    assert!(c.detail.contains("re-plan with a customer managed key"), "{}", c.detail);
+}
+
+#[test]
+fn a_key_policy_rekey_may_not_read_leaves_the_readers_unchecked() {
+    let api = with_policy(&format!(r#"{{"AWS":"{PARTNER_ROLE}"}}"#), "");
+    api.fail_call(BucketCall::KeyPolicy, ApiError::aws(400, "AccessDeniedException", "not authorized"));
+    let c = one_warning(&access_checks(&api, &facts(3, 0), "readers"));
+    assert!(c.detail.contains("the role needs kms:GetKeyPolicy"), "{}", c.detail);
+    assert!(c.detail.contains("is unchecked"), "{}", c.detail);
+}
+
+#[test]
+fn a_bucket_without_a_policy_needs_no_key_policy() {
+    let api = fake();
+    api.fail_call(BucketCall::KeyPolicy, ApiError::aws(400, "AccessDeniedException", "not authorized"));
+    let checks = access_checks(&api, &facts(3, 0), "readers");
+    assert_eq!(checks.len(), 1);
+    assert_eq!(checks[0].verdict, Verdict::Ok);
+    assert!(checks[0].detail.contains("has no bucket policy"), "{}", checks[0].detail);
+    let api = fake();
+    api.fail_call(BucketCall::BucketPolicy, ApiError::aws(403, "AccessDenied", "Access Denied"));
+    let c = one_warning(&access_checks(&api, &facts(3, 0), "readers"));
+    assert!(c.detail.contains("the role lacks s3:GetBucketPolicy"), "{}", c.detail);
+}
+
+#[test]
+fn acl_grants_to_everyone_or_other_accounts_are_warned() {
+    let api = with_bucket(|b| {
+        b.acl.grants.push(AclGrant { grantee: AclGrantee::Group(ALL_USERS.into()), permission: "READ".into() });
+        b.acl.grants.push(AclGrant {
+            grantee: AclGrantee::CanonicalUser { id: "abc123".into(), name: None },
+            permission: "FULL_CONTROL".into(),
+        });
+        b.acl.grants.push(AclGrant {
+            grantee: AclGrantee::Group("http://acs.amazonaws.com/groups/s3/LogDelivery".into()),
+            permission: "WRITE".into(),
+        });
+    });
+    let checks = access_checks(&api, &facts(3, 0), "bucket ACL");
+    assert_eq!(checks.len(), 2, "the owner and log delivery are no readers: {checks:#?}");
+    assert!(checks[0].detail.contains("grants READ to everyone (AllUsers)"), "{}", checks[0].detail);
+    assert!(checks[0].detail.contains("S3 refuses anonymous requests"), "{}", checks[0].detail);
+    assert!(checks[1].detail.contains("grants FULL_CONTROL to canonical user abc123"), "{}", checks[1].detail);
+    assert!(checks.iter().all(|c| c.verdict == Verdict::Warn));
+}
+
+const ALL_USERS: &str = "http://acs.amazonaws.com/groups/global/AllUsers";
+
+fn rule(id: &str, sse_kms: bool) -> ReplicationRule {
+    ReplicationRule {
+        id: Some(id.into()),
+        enabled: true,
+        replicates_sse_kms: sse_kms,
+        destination: "arn:aws:s3:::b-replica".into(),
+        destination_account: None,
+        replica_kms_key: sse_kms.then(|| KEY.to_string()),
+    }
+}
+
+#[test]
+fn replication_that_skips_sse_kms_objects_is_warned() {
+    let api = with_bucket(|b| b.replication = vec![rule("all", false)]);
+    let checks = access_checks(&api, &facts(0, 2), "replication");
+    let c = one_warning(&checks);
+    assert!(
+        c.detail.contains("rule \"all\" replicates to arn:aws:s3:::b-replica without SseKmsEncryptedObjects"),
+        "{}",
+        c.detail
+    );
+}
+
+#[test]
+fn updates_in_place_are_not_replicated() {
+    let api = with_bucket(|b| b.replication = vec![rule("kms", true)]);
+    let c = one_warning(&access_checks(&api, &facts(5, 0), "replication"));
+    assert!(c.detail.contains("UpdateObjectEncryption is not replicated: the replicas of the 5 objects updated in place keep their old encryption"), "{}", c.detail);
+    // Copies only, with SSE-KMS replication on: nothing to warn of.
+    let checks = access_checks(&api, &facts(0, 2), "replication");
+    assert_eq!(checks.len(), 1);
+    assert_eq!(checks[0].verdict, Verdict::Ok, "{checks:#?}");
+    assert!(checks[0].detail.contains("the 2 copies replicate as new writes"), "{}", checks[0].detail);
+    // A disabled rule replicates nothing.
+    let api = with_bucket(|b| b.replication = vec![ReplicationRule { enabled: false, ..rule("off", false) }]);
+    assert_eq!(access_checks(&api, &facts(5, 0), "replication")[0].verdict, Verdict::Ok);
+}
+
+#[test]
+fn strict_turns_access_warnings_into_failures_and_leaves_the_rest() {
+    // A default still SSE-S3 (a setup warning) and a public bucket (an access warning).
+    let api = with_bucket(|b| {
+        b.default_encryption = FakeBucket::new(REGION, ACCOUNT).default_encryption;
+        b.policy = Some(bucket_policy(r#""*""#, ""));
+    });
+    let mut checks = run(&api, &facts(3, 0));
+    assert_eq!(failures(&checks), None, "warnings do not stop the run");
+    strict(&mut checks);
+    let f = failures(&checks).expect("--strict fails");
+    assert!(f.starts_with("readers: bucket b lets anyone read its objects"), "{f}");
+    assert!(f.ends_with("(--strict)"), "{f}");
+    assert_eq!(only(&checks, "default encryption").verdict, Verdict::Warn);
 }

@@ -1,5 +1,6 @@
-//! The seam between the pre-flight checks and AWS: the bucket-level S3 reads and the KMS
-//! DescribeKey the checks make, as a trait beside [`super::ObjectStore`], with a real
+//! The seam between the pre-flight checks and AWS: the bucket-level S3 reads (settings,
+//! policy, ACL, replication) and the KMS reads (DescribeKey, the key policy, its grants) the
+//! checks make, as a trait beside [`super::ObjectStore`], with a real
 //! implementation ([`super::SdkBucketApi`]) and the in-process fake ([`super::FakeStore`]).
 //!
 //! Results are small typed values; an error keeps what the checks read from it: the AWS
@@ -32,6 +33,8 @@ pub struct KeyMetadata {
     pub key_usage: Option<String>,
     /// When a key pending deletion will be deleted, as AWS formats it.
     pub deletion_date: Option<String>,
+    /// `CUSTOMER`, or `AWS` for an AWS managed key such as aws/s3 (None when not reported).
+    pub key_manager: Option<String>,
 }
 
 impl KeyMetadata {
@@ -42,7 +45,13 @@ impl KeyMetadata {
             key_spec: Some("SYMMETRIC_DEFAULT".into()),
             key_usage: Some("ENCRYPT_DECRYPT".into()),
             deletion_date: None,
+            key_manager: Some("CUSTOMER".into()),
         }
+    }
+
+    /// An AWS managed key (aws/s3): its key policy cannot be changed.
+    pub fn aws_managed(&self) -> bool {
+        self.key_manager.as_deref() == Some("AWS")
     }
 }
 
@@ -54,6 +63,59 @@ pub struct DefaultEncryption {
     /// `KMSMasterKeyID`; None for `aws:kms` means the AWS managed key aws/s3.
     pub kms_key_id: Option<String>,
     pub bucket_key: bool,
+}
+
+/// Who a bucket ACL grant names (GetBucketAcl's `Grantee`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AclGrantee {
+    /// An account, by its canonical user ID (and display name where S3 still gives one).
+    CanonicalUser { id: String, name: Option<String> },
+    /// A predefined group, by its URI (`http://acs.amazonaws.com/groups/global/AllUsers`, …).
+    Group(String),
+    /// An account, by its e-mail address.
+    Email(String),
+}
+
+/// One grant of a bucket ACL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AclGrant {
+    pub grantee: AclGrantee,
+    /// `READ`, `WRITE`, `READ_ACP`, `WRITE_ACP`, `FULL_CONTROL`.
+    pub permission: String,
+}
+
+/// A bucket's ACL (GetBucketAcl).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketAcl {
+    /// The owner's canonical user ID.
+    pub owner_id: Option<String>,
+    pub grants: Vec<AclGrant>,
+}
+
+/// What the access checks read of one rule of GetBucketReplication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicationRule {
+    pub id: Option<String>,
+    /// Status `Enabled`.
+    pub enabled: bool,
+    /// `SourceSelectionCriteria.SseKmsEncryptedObjects.Status` is `Enabled`: without it S3
+    /// does not replicate SSE-KMS objects (docs/s3-facts.md §8).
+    pub replicates_sse_kms: bool,
+    /// The destination bucket's ARN (`arn:aws:s3:::name`).
+    pub destination: String,
+    /// `Destination.Account`, when the destination belongs to another account.
+    pub destination_account: Option<String>,
+    /// `EncryptionConfiguration.ReplicaKmsKeyID`.
+    pub replica_kms_key: Option<String>,
+}
+
+/// One KMS grant on a key (ListGrants).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyGrant {
+    /// An ARN (a role, a user, an account root) or a service principal.
+    pub grantee: String,
+    /// `Decrypt`, `GenerateDataKey`, …
+    pub operations: Vec<String>,
 }
 
 /// A failed call, flattened to what the checks read.
@@ -120,6 +182,17 @@ pub trait BucketApi: Send + Sync {
     /// GetBucketOwnershipControls' first rule (`BucketOwnerEnforced`, …); None when it has
     /// no rule. A bucket with no controls answers OwnershipControlsNotFoundError.
     fn ownership(&self, bucket: &str) -> impl Future<Output = Result<Option<String>, ApiError>> + Send;
+    /// GetBucketPolicy's JSON document. A bucket without a policy answers NoSuchBucketPolicy.
+    fn bucket_policy(&self, bucket: &str) -> impl Future<Output = Result<String, ApiError>> + Send;
+    /// GetBucketAcl.
+    fn bucket_acl(&self, bucket: &str) -> impl Future<Output = Result<BucketAcl, ApiError>> + Send;
+    /// GetBucketReplication's rules. A bucket without replication answers
+    /// ReplicationConfigurationNotFoundError.
+    fn replication(&self, bucket: &str) -> impl Future<Output = Result<Vec<ReplicationRule>, ApiError>> + Send;
+    /// KMS GetKeyPolicy of the policy named `default` (the only name KMS has).
+    fn key_policy(&self, key_arn: &str) -> impl Future<Output = Result<String, ApiError>> + Send;
+    /// KMS ListGrants (the first 100; a key rarely has more).
+    fn key_grants(&self, key_arn: &str) -> impl Future<Output = Result<Vec<KeyGrant>, ApiError>> + Send;
 }
 
 #[cfg(test)]

@@ -4,10 +4,11 @@
 //! can prove nothing was done twice. Versioned objects keep their noncurrent versions
 //! (a copy leaves the one it replaced), and scripted faults answer the next requests, so
 //! `rekey verify` can be tested against it too. It also answers the pre-flight's
-//! [`BucketApi`] reads from per-bucket settings and per-key KMS metadata that tests set,
+//! [`BucketApi`] reads from per-bucket settings (policy, ACL, replication included) and per-key
+//! KMS metadata, policies and grants that tests set,
 //! any of which can be made to fail with a given error.
 
-use super::bucket_api::{ApiError, BucketApi, DefaultEncryption, KeyMetadata};
+use super::bucket_api::{ApiError, BucketAcl, BucketApi, DefaultEncryption, KeyGrant, KeyMetadata, ReplicationRule};
 use super::object_store::{
     CompletedPart, CopyRequest, CreateMultipartRequest, Grants, HeadResult, ObjectStore, OpenUpload, PartCopyRequest,
     S3CallError, S3ErrorKind, UpdateRequest, WriteResult,
@@ -93,6 +94,9 @@ pub struct FakeStore {
     buckets: Mutex<HashMap<String, FakeBucket>>,
     /// KMS keys by ARN.
     keys: Mutex<HashMap<String, KeyMetadata>>,
+    /// Key policies and grants by key ARN (a key without a policy set has KMS's default).
+    key_policies: Mutex<HashMap<String, String>>,
+    key_grants: Mutex<HashMap<String, Vec<KeyGrant>>>,
     /// Bucket-level calls made to fail, with the error they answer.
     failing: Mutex<HashMap<BucketCall, ApiError>>,
 }
@@ -110,6 +114,11 @@ pub struct FakeBucket {
     pub ownership: Option<String>,
     /// Like some S3-compatible stores: ExpectedBucketOwner is not checked.
     pub ignores_expected_owner: bool,
+    /// The bucket policy's JSON; None: no policy (S3 answers NoSuchBucketPolicy).
+    pub policy: Option<String>,
+    pub acl: BucketAcl,
+    /// Empty: no replication (S3 answers ReplicationConfigurationNotFoundError).
+    pub replication: Vec<ReplicationRule>,
 }
 
 impl FakeBucket {
@@ -126,6 +135,15 @@ impl FakeBucket {
             }),
             ownership: Some("BucketOwnerEnforced".into()),
             ignores_expected_owner: false,
+            policy: None,
+            acl: BucketAcl {
+                owner_id: Some(format!("canonical-{owner}")),
+                grants: vec![super::AclGrant {
+                    grantee: super::AclGrantee::CanonicalUser { id: format!("canonical-{owner}"), name: None },
+                    permission: "FULL_CONTROL".into(),
+                }],
+            },
+            replication: Vec::new(),
         }
     }
 }
@@ -141,6 +159,11 @@ pub enum BucketCall {
     Versioning,
     DefaultEncryption,
     Ownership,
+    BucketPolicy,
+    BucketAcl,
+    Replication,
+    KeyPolicy,
+    KeyGrants,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -170,6 +193,8 @@ impl FakeStore {
             faults: Mutex::new(VecDeque::new()),
             buckets: Mutex::new(HashMap::new()),
             keys: Mutex::new(HashMap::new()),
+            key_policies: Mutex::new(HashMap::new()),
+            key_grants: Mutex::new(HashMap::new()),
             failing: Mutex::new(HashMap::new()),
         }
     }
@@ -222,6 +247,25 @@ impl FakeStore {
 
     pub fn set_key(&self, arn: &str, m: KeyMetadata) {
         self.keys.lock().unwrap().insert(arn.into(), m);
+    }
+
+    pub fn set_key_policy(&self, arn: &str, policy: &str) {
+        self.key_policies.lock().unwrap().insert(arn.into(), policy.into());
+    }
+
+    pub fn set_key_grants(&self, arn: &str, grants: Vec<KeyGrant>) {
+        self.key_grants.lock().unwrap().insert(arn.into(), grants);
+    }
+
+    /// The key's metadata, or the error `call` answers (NotFoundException for an unknown key).
+    fn key(&self, call: BucketCall, key_arn: &str) -> Result<KeyMetadata, ApiError> {
+        if let Some(e) = self.failing.lock().unwrap().get(&call) {
+            return Err(e.clone());
+        }
+        let keys = self.keys.lock().unwrap();
+        keys.get(key_arn)
+            .cloned()
+            .ok_or_else(|| ApiError::aws(400, "NotFoundException", &format!("Key '{key_arn}' does not exist")))
     }
 
     /// From now on `call` answers `error` (for every bucket and key).
@@ -523,14 +567,7 @@ impl ObjectStore for FakeStore {
 
 impl BucketApi for FakeStore {
     async fn describe_key(&self, key_arn: &str) -> Result<Option<KeyMetadata>, ApiError> {
-        if let Some(e) = self.failing.lock().unwrap().get(&BucketCall::DescribeKey) {
-            return Err(e.clone());
-        }
-        let keys = self.keys.lock().unwrap();
-        match keys.get(key_arn) {
-            Some(m) => Ok(Some(m.clone())),
-            None => Err(ApiError::aws(400, "NotFoundException", &format!("Key '{key_arn}' does not exist"))),
-        }
+        self.key(BucketCall::DescribeKey, key_arn).map(Some)
     }
 
     async fn bucket_region(&self, bucket: &str) -> Result<String, ApiError> {
@@ -571,4 +608,45 @@ impl BucketApi for FakeStore {
             )),
         }
     }
+
+    async fn bucket_policy(&self, bucket: &str) -> Result<String, ApiError> {
+        self.bucket(BucketCall::BucketPolicy, bucket)?
+            .policy
+            .ok_or_else(|| ApiError::aws(404, "NoSuchBucketPolicy", "The bucket policy does not exist"))
+    }
+
+    async fn bucket_acl(&self, bucket: &str) -> Result<BucketAcl, ApiError> {
+        Ok(self.bucket(BucketCall::BucketAcl, bucket)?.acl)
+    }
+
+    async fn replication(&self, bucket: &str) -> Result<Vec<ReplicationRule>, ApiError> {
+        let rules = self.bucket(BucketCall::Replication, bucket)?.replication;
+        if rules.is_empty() {
+            return Err(ApiError::aws(
+                404,
+                "ReplicationConfigurationNotFoundError",
+                "The replication configuration was not found",
+            ));
+        }
+        Ok(rules)
+    }
+
+    async fn key_policy(&self, key_arn: &str) -> Result<String, ApiError> {
+        self.key(BucketCall::KeyPolicy, key_arn)?;
+        Ok(self.key_policies.lock().unwrap().get(key_arn).cloned().unwrap_or_else(|| default_key_policy(key_arn)))
+    }
+
+    async fn key_grants(&self, key_arn: &str) -> Result<Vec<KeyGrant>, ApiError> {
+        self.key(BucketCall::KeyGrants, key_arn)?;
+        Ok(self.key_grants.lock().unwrap().get(key_arn).cloned().unwrap_or_default())
+    }
+}
+
+/// The policy KMS gives a key created without one: the key's account may use it as its IAM
+/// policies allow.
+fn default_key_policy(key_arn: &str) -> String {
+    let account = key_arn.split(':').nth(4).unwrap_or_default();
+    format!(
+        r#"{{"Version":"2012-10-17","Id":"key-default-1","Statement":[{{"Sid":"Enable IAM User Permissions","Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{account}:root"}},"Action":"kms:*","Resource":"*"}}]}}"#
+    )
 }

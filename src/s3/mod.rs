@@ -25,7 +25,10 @@ pub mod sdk_bucket_api;
 pub mod sdk_store;
 
 pub use blobs::S3Blobs;
-pub use bucket_api::{ApiError, BucketApi, DefaultEncryption, KeyMetadata, KeyState};
+pub use bucket_api::{
+    AclGrant, AclGrantee, ApiError, BucketAcl, BucketApi, DefaultEncryption, KeyGrant, KeyMetadata, KeyState,
+    ReplicationRule,
+};
 pub use client::{
     build_client, build_control_client, build_kms_client, connect, EndpointError, S3Connection, S3Settings,
     DEFAULT_REQUEST_TIMEOUT,

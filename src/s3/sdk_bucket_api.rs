@@ -1,7 +1,10 @@
-//! [`BucketApi`] over the AWS SDK: the S3 bucket reads and KMS DescribeKey of the
+//! [`BucketApi`] over the AWS SDK: the S3 bucket reads and the KMS key reads of the
 //! pre-flight checks.
 
-use super::bucket_api::{ApiError, BucketApi, DefaultEncryption, KeyMetadata, KeyState};
+use super::bucket_api::{
+    AclGrant, AclGrantee, ApiError, BucketAcl, BucketApi, DefaultEncryption, KeyGrant, KeyMetadata, KeyState,
+    ReplicationRule,
+};
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
@@ -84,6 +87,7 @@ fn key_metadata(m: &aws_sdk_kms::types::KeyMetadata) -> KeyMetadata {
         key_spec: m.key_spec().map(|s| s.as_str().to_string()),
         key_usage: m.key_usage().map(|u| u.as_str().to_string()),
         deletion_date: m.deletion_date().map(|d| d.to_string()),
+        key_manager: m.key_manager().map(|k| k.as_str().to_string()),
     }
 }
 
@@ -127,5 +131,80 @@ impl BucketApi for SdkBucketApi {
     async fn ownership(&self, bucket: &str) -> Result<Option<String>, ApiError> {
         let out = self.s3.get_bucket_ownership_controls().bucket(bucket).send().await.map_err(|e| s3_api_error(&e))?;
         Ok(out.ownership_controls().and_then(|c| c.rules().first()).map(|r| r.object_ownership().as_str().to_string()))
+    }
+
+    async fn bucket_policy(&self, bucket: &str) -> Result<String, ApiError> {
+        let out = self.s3.get_bucket_policy().bucket(bucket).send().await.map_err(|e| s3_api_error(&e))?;
+        Ok(out.policy().unwrap_or_default().to_string())
+    }
+
+    async fn bucket_acl(&self, bucket: &str) -> Result<BucketAcl, ApiError> {
+        use aws_sdk_s3::types::Type;
+        let out = self.s3.get_bucket_acl().bucket(bucket).send().await.map_err(|e| s3_api_error(&e))?;
+        let grants = out
+            .grants()
+            .iter()
+            .filter_map(|g| {
+                let who = g.grantee()?;
+                let grantee = match who.r#type() {
+                    Type::Group => AclGrantee::Group(who.uri().unwrap_or_default().to_string()),
+                    Type::AmazonCustomerByEmail => {
+                        AclGrantee::Email(who.email_address().unwrap_or_default().to_string())
+                    }
+                    _ => AclGrantee::CanonicalUser {
+                        id: who.id().unwrap_or_default().to_string(),
+                        name: who.display_name().map(str::to_string),
+                    },
+                };
+                Some(AclGrant {
+                    grantee,
+                    permission: g.permission().map(|p| p.as_str().to_string()).unwrap_or_default(),
+                })
+            })
+            .collect();
+        Ok(BucketAcl { owner_id: out.owner().and_then(|o| o.id()).map(str::to_string), grants })
+    }
+
+    async fn replication(&self, bucket: &str) -> Result<Vec<ReplicationRule>, ApiError> {
+        use aws_sdk_s3::types::{ReplicationRuleStatus, SseKmsEncryptedObjectsStatus};
+        let out = self.s3.get_bucket_replication().bucket(bucket).send().await.map_err(|e| s3_api_error(&e))?;
+        let rules = out.replication_configuration().map(|c| c.rules()).unwrap_or_default();
+        Ok(rules
+            .iter()
+            .map(|r| {
+                let sse_kms = r.source_selection_criteria().and_then(|c| c.sse_kms_encrypted_objects());
+                let dest = r.destination();
+                ReplicationRule {
+                    id: r.id().map(str::to_string),
+                    enabled: *r.status() == ReplicationRuleStatus::Enabled,
+                    replicates_sse_kms: sse_kms.is_some_and(|k| *k.status() == SseKmsEncryptedObjectsStatus::Enabled),
+                    destination: dest.map(|d| d.bucket().to_string()).unwrap_or_default(),
+                    destination_account: dest.and_then(|d| d.account()).map(str::to_string),
+                    replica_kms_key: dest
+                        .and_then(|d| d.encryption_configuration())
+                        .and_then(|e| e.replica_kms_key_id())
+                        .map(str::to_string),
+                }
+            })
+            .collect())
+    }
+
+    async fn key_policy(&self, key_arn: &str) -> Result<String, ApiError> {
+        let ask = self.kms.get_key_policy().key_id(key_arn).policy_name("default");
+        let out = ask.send().await.map_err(|e| kms_api_error(&e))?;
+        Ok(out.policy().unwrap_or_default().to_string())
+    }
+
+    async fn key_grants(&self, key_arn: &str) -> Result<Vec<KeyGrant>, ApiError> {
+        let out = self.kms.list_grants().key_id(key_arn).limit(100).send().await.map_err(|e| kms_api_error(&e))?;
+        Ok(out
+            .grants()
+            .iter()
+            .filter_map(|g| {
+                let grantee = g.grantee_principal().or(g.grantee_service_principal())?;
+                let operations = g.operations().iter().map(|o| o.as_str().to_string()).collect();
+                Some(KeyGrant { grantee: grantee.to_string(), operations })
+            })
+            .collect())
     }
 }
