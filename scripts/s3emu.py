@@ -43,6 +43,14 @@ What the wrapper adds on top of moto (each absent from moto 5.2.5):
      <GetBucketVersioningResponse>, which strict SDKs such as aws-sdk-s3 for Rust refuse).
  12. ListMultipartUploads reports each upload's real initiation time (moto: always 2010-11-10),
      which rekey uses to find an upload it opened but could not record before a crash.
+ 13. GetBucketReplication answers the configuration as it was put (moto drops each rule's
+     SourceSelectionCriteria, e.g. SseKmsEncryptedObjects, and its Filter prefix);
+     DeleteBucketReplication forgets it.
+ 14. AWS managed keys: the key moto makes for a reserved alias (alias/aws/s3, ...) reports
+     KeyManager AWS in DescribeKey (moto: CUSTOMER) and has the kind of key policy AWS gives
+     it, usable only by callers in its own account through the service (kms:CallerAccount,
+     kms:ViaService); PutKeyPolicy on it answers AccessDeniedException, as AWS refuses to
+     change an AWS managed key's policy.
 """
 
 from __future__ import annotations
@@ -50,6 +58,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import hashlib
+import io
 import json
 import os
 import random
@@ -345,6 +354,7 @@ def s3_operation(method: str, bucket: str, key: str, query: dict[str, list[str]]
                 ("policy", "GetBucketPolicy"),
                 ("acl", "GetBucketAcl"),
                 ("inventory", "GetBucketInventoryConfiguration"),
+                ("replication", "GetBucketReplication"),
             ):
                 if q in query:
                     return name
@@ -362,11 +372,14 @@ def s3_operation(method: str, bucket: str, key: str, query: dict[str, list[str]]
                 ("policy", "PutBucketPolicy"),
                 ("acl", "PutBucketAcl"),
                 ("inventory", "PutBucketInventoryConfiguration"),
+                ("replication", "PutBucketReplication"),
             ):
                 if q in query:
                     return name
             return "CreateBucket" if not query else "Other"
         if method == "DELETE":
+            if "replication" in query:
+                return "DeleteBucketReplication"
             return "DeleteBucket" if not query else "Other"
         if method == "POST" and "delete" in query:
             return "DeleteObjects"
@@ -433,6 +446,7 @@ class Emulator:
         self.rng = random.Random(seed)
         self.sent: dict[tuple[str, str, str], int] = {}
         self.upload_initiated: dict[str, str] = {}  # upload id -> S3-style Initiated time
+        self.replication: dict[tuple[str, str], bytes] = {}  # (account, bucket) -> the XML put
         self.config: dict[str, Any] = {
             "kms_rps": 0.0,
             "s3_rps": 0.0,
@@ -660,7 +674,7 @@ class Emulator:
         target = environ.get("HTTP_X_AMZ_TARGET") or ""
         if service == "kms" or target.startswith("TrentService."):
             self.count("KMS." + (target.split(".", 1)[1] if "." in target else "Unknown"))
-            return self.app(environ, start_response)
+            return self.handle_kms(environ, start_response, access_key, region or DEFAULT_REGION, target)
         if service not in (None, "s3"):
             return self.app(environ, start_response)
         try:
@@ -846,7 +860,106 @@ class Emulator:
             return self.create_multipart(environ)
         if op == "ListMultipartUploads":
             return self.list_multipart_uploads(environ)
+        if op in ("PutBucketReplication", "GetBucketReplication", "DeleteBucketReplication"):
+            return self.bucket_replication(environ, ctx)
         return None, None, None
+
+    # moto keeps a parsed replication configuration that loses SourceSelectionCriteria (so
+    # SseKmsEncryptedObjects) and the rule filters: answer with what was put.
+    def bucket_replication(self, environ: dict[str, Any], ctx: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
+        ident = (ctx["account"], ctx["bucket"])
+        if ctx["op"] == "PutBucketReplication":
+            body = read_body(environ)
+            environ["wsgi.input"] = io.BytesIO(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
+            environ.pop("wsgi.input_terminated", None)
+            set_hdr(environ, "content-encoding", None)
+            set_hdr(environ, "x-amz-content-sha256", "UNSIGNED-PAYLOAD")
+            status, headers, answer = self.call_moto(environ)
+            if status.startswith("2"):
+                with self.lock:
+                    self.replication[ident] = body
+            return status, headers, answer
+        status, headers, answer = self.call_moto(environ)
+        with self.lock:
+            if ctx["op"] == "DeleteBucketReplication" and status.startswith("2"):
+                self.replication.pop(ident, None)
+            stored = self.replication.get(ident)
+        if ctx["op"] == "GetBucketReplication" and status.startswith("2") and stored is not None:
+            headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+            headers.append(("Content-Length", str(len(stored))))
+            return status, headers, stored
+        return status, headers, answer
+
+    # ---- KMS ------------------------------------------------------------------------------
+
+    def handle_kms(self, environ: dict[str, Any], start_response: Any, access_key: str | None, region: str, target: str) -> Iterable[bytes]:
+        op = target.split(".", 1)[1] if "." in target else ""
+        if op not in ("DescribeKey", "GetKeyPolicy", "PutKeyPolicy"):
+            return self.app(environ, start_response)
+        body = read_body(environ)
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        environ.pop("wsgi.input_terminated", None)
+        try:
+            key_ref = json.loads(body or b"{}").get("KeyId") or ""
+        except ValueError:
+            key_ref = ""
+        account = self.account(access_key)
+        m = re.match(r"^arn:[\w-]+:kms:([\w-]+):(\d{12}):", key_ref)
+        if m:
+            region, account = m.group(1), m.group(2)
+        try:
+            backend = kms_backends[account][region]
+            if key_ref.startswith("alias/aws/"):
+                backend.get_key_id_from_alias(key_ref)  # moto makes the key on first use
+        except Exception:
+            backend = None
+        if backend is not None:
+            self.mark_aws_managed(backend, region, account)
+        key = self.resolve_kms_key(key_ref, account, region) if key_ref else None
+        if op == "PutKeyPolicy" and key is not None and getattr(key, "key_manager", "") == "AWS":
+            payload = json.dumps({
+                "__type": "AccessDeniedException",
+                "message": f"You cannot change the key policy of the AWS managed key {key.arn}.",
+            }).encode()
+            return self.respond_json(start_response, 400, payload)
+        return self.app(environ, start_response)
+
+    @staticmethod
+    def mark_aws_managed(backend: Any, region: str, account: str) -> None:
+        for key in list(backend.keys.values()):
+            aliases = list(getattr(key, "aliases", {}) or {})
+            service = next((a[len("alias/aws/"):] for a in aliases if a.startswith("alias/aws/")), None)
+            if service is None or getattr(key, "key_manager", "") == "AWS":
+                continue
+            key.key_manager = "AWS"
+            key.policy = json.dumps({
+                "Version": "2012-10-17",
+                "Id": f"auto-{service}-2",
+                "Statement": [
+                    {
+                        "Sid": f"Allow access through {service} for all principals in the account that are authorized to use {service}",
+                        "Effect": "Allow",
+                        "Principal": {"AWS": "*"},
+                        "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"],
+                        "Resource": "*",
+                        "Condition": {"StringEquals": {"kms:CallerAccount": account, "kms:ViaService": f"{service}.{region}.amazonaws.com"}},
+                    },
+                    {
+                        "Sid": "Allow direct access to key metadata to the account",
+                        "Effect": "Allow",
+                        "Principal": {"AWS": f"arn:aws:iam::{account}:root"},
+                        "Action": ["kms:Describe*", "kms:Get*", "kms:List*"],
+                        "Resource": "*",
+                    },
+                ],
+            })
+
+    def respond_json(self, start_response: Any, status: int, payload: bytes) -> list[bytes]:
+        reason = {400: "Bad Request"}.get(status, "Error")
+        start_response(f"{status} {reason}", [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(payload)))])
+        return [payload]
 
     # moto reports every upload as initiated on 2010-11-10; S3 reports the real time, which
     # rekey uses to find an upload it opened but could not record before a crash.

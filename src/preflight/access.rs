@@ -229,8 +229,9 @@ fn fix(who: &Principal, condition: Option<&serde_json::Value>) -> String {
         "Action": "kms:Decrypt",
         "Resource": "*",
     });
-    // A service reads for one resource (a distribution): keep the bucket policy's condition.
-    if let (Principal::Service(_), Some(c)) = (who, condition) {
+    // A service reads for one resource (a distribution), and "anyone" only under the bucket
+    // policy's condition (an organization, a VPC endpoint): keep that condition.
+    if let (Principal::Service(_) | Principal::Anyone, Some(c)) = (who, condition) {
         statement["Condition"] = c.clone();
     }
     format!("add to the key policy: {statement}")

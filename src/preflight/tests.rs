@@ -461,6 +461,8 @@ fn anyone_under_a_condition_is_checked_against_the_key_policy() {
     let c = one_warning(&access_checks(&api, &facts(3, 0), "readers"));
     assert!(c.detail.contains(r#"anyone (Principal "*") reads bucket b (statement "Readers" of its policy under the condition StringEquals {"aws:PrincipalOrgID":"o-abc"})"#), "{}", c.detail);
     assert!(c.detail.contains("does not allow it kms:Decrypt"), "{}", c.detail);
+    // The statement to add is as narrow as the bucket policy's: never kms:Decrypt for anyone.
+    assert!(c.detail.contains(r#""Condition":{"StringEquals":{"aws:PrincipalOrgID":"o-abc"}}"#), "{}", c.detail);
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //! environment, which no other test may share.
 mod support;
 
+mod access_emulator;
 mod architecture;
 mod bad_inputs;
 mod batch_ops_emulator;
