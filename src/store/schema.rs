@@ -28,7 +28,7 @@ const V2: &str = "ALTER TABLE objects ADD COLUMN replaced_version_id TEXT;
 /// transaction (a failure leaves it at its old version, untouched).
 pub(super) fn migrate(conn: &Connection, from: i64) -> rusqlite::Result<()> {
     // 0 is no checkpoint at all (refused by the caller), never migrated.
-    if from < 1 || from >= SCHEMA_VERSION {
+    if !(1..SCHEMA_VERSION).contains(&from) {
         return Ok(());
     }
     let mut steps = String::from("BEGIN IMMEDIATE;");

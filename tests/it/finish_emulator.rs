@@ -205,6 +205,11 @@ async fn finish_sets_the_default_and_merges_the_policy_once_and_a_dry_run_change
     f.s3.put_bucket_policy().bucket(&f.bucket).policy(READERS).send().await.unwrap();
     let readers = policy_statements(&f).await;
     let enc_before = f.s3.get_bucket_encryption().bucket(&f.bucket).send().await;
+    // S3 gives every new bucket SSE-S3; moto gives it no configuration at all.
+    let had = match &enc_before {
+        Ok(_) => "AES256 (SSE-S3)",
+        Err(_) => "none",
+    };
 
     let dry = ok(rekey(&f.moto, &["finish", "--state", state, "--enforce", "--dry-run"]));
     let text = stdout(&dry);
@@ -240,7 +245,7 @@ async fn finish_sets_the_default_and_merges_the_policy_once_and_a_dry_run_change
     let steps = status["bucket_steps"].as_array().unwrap();
     assert_eq!(steps.len(), 2, "{status}");
     assert_eq!(steps[0]["step"], "default_encryption");
-    assert!(steps[0]["before"].as_str().unwrap().contains("AES256"), "{status}");
+    assert_eq!(steps[0]["before"], had, "what the bucket had before: {status}");
     assert_eq!(steps[1]["step"], "enforce_policy");
     let table = stdout(&ok(rekey(&f.moto, &["status", "--state", state])));
     assert!(table.contains(&format!("bucket {}: default encryption aws:kms {}", f.bucket, f.key)), "{table}");

@@ -190,7 +190,8 @@ fn csv_and_json_reports_carry_every_column() {
             "skip_reason": null, "status": "done", "etag": "0123abcd", "new_etag": "e-new",
             "new_version_id": null, "kms_key_id": "k1", "attempts": 1, "error_code": null, "last_error": null,
             "retryable": false, "note": null, "new_checksum": null, "verify_verdict": "ok", "verify_detail": null,
-            "verified_at": "2026-01-02T00:00:00Z", "finished_at": "2026-01-01T00:00:00Z"
+            "verified_at": "2026-01-02T00:00:00Z", "finished_at": "2026-01-01T00:00:00Z",
+            "replaced_version_id": null, "replaced_deleted_at": null, "replaced_delete_detail": null
         })
     );
 }
