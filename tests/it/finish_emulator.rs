@@ -258,3 +258,21 @@ async fn finish_sets_the_default_and_merges_the_policy_once_and_a_dry_run_change
     assert_eq!(stats["requests"]["PutBucketEncryption"].as_u64(), Some(1));
     assert_eq!(stats["requests"]["PutBucketPolicy"].as_u64(), Some(2), "the test's and finish's first");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multipart_copy_records_and_deletes_the_version_it_replaced() {
+    let f = fixture(16, 33, &["--multipart-threshold", "1KiB"]).await;
+    let rows = replaced(&f.state);
+    let multipart: Vec<&String> = rows.iter().filter(|(_, r)| r.0 == "multipart_copy").map(|(k, _)| k).collect();
+    assert!(!multipart.is_empty(), "some copies are multipart: {rows:?}");
+    for k in &multipart {
+        let (_, inventoried, replaced, _, _) = &rows[*k];
+        assert!(inventoried.is_some(), "{k}");
+        assert_eq!(replaced, inventoried, "{k}: the version its HEAD saw, read under If-Match");
+    }
+    ok(rekey(&f.moto, &["verify", "--state", f.state.to_str().unwrap(), "--delete-replaced-versions"]));
+    let after = version_counts(&f.s3, &f.bucket).await;
+    for k in &multipart {
+        assert_eq!(after[*k], 1, "{k}");
+    }
+}
