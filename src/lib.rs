@@ -16,11 +16,14 @@
 //! * [`s3`] builds the AWS clients (SDK retries off: the engine owns retries).
 //! * [`verify`] checks done objects against the plan and records a verdict for each.
 //! * [`batch_ops`] hands pending objects to S3 Batch Operations and folds its reports back.
+//! * [`finish`] sets the bucket's default encryption to the key and, if asked, merges a
+//!   policy statement that enforces it.
 //! * [`cli`] parses commands and renders output; `main.rs` only maps errors to exit codes.
 
 pub mod batch_ops;
 pub mod cli;
 pub mod exec;
+pub mod finish;
 pub mod inventory;
 pub mod plan;
 pub mod preflight;

@@ -196,3 +196,32 @@ impl fmt::Display for Verdict {
         f.write_str(self.as_str())
     }
 }
+
+/// A bucket-level step of `rekey finish`, as recorded in the checkpoint's `bucket_steps`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BucketStep {
+    /// PutBucketEncryption: the bucket's default is the plan's key.
+    DefaultEncryption,
+    /// PutBucketPolicy: a statement denying PutObject without the plan's key, merged in.
+    EnforcePolicy,
+}
+
+impl BucketStep {
+    pub const ALL: [BucketStep; 2] = [BucketStep::DefaultEncryption, BucketStep::EnforcePolicy];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BucketStep::DefaultEncryption => "default_encryption",
+            BucketStep::EnforcePolicy => "enforce_policy",
+        }
+    }
+    pub fn parse(s: &str) -> Option<BucketStep> {
+        BucketStep::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+}
+
+impl fmt::Display for BucketStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -156,6 +156,9 @@ mod tests {
             verify_detail: None,
             verified_at: None,
             finished_at: None,
+            replaced_version_id: None,
+            replaced_deleted_at: None,
+            replaced_delete_detail: None,
         }
     }
 

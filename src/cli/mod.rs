@@ -7,6 +7,7 @@
 //! * [`preflight_cmd`]: the checks before the first object, alone or as part of `run`.
 //! * [`verify_cmd`]: `verify`, HEAD the done objects and record a verdict.
 //! * [`report_cmd`]: `report`, every object's outcome to a file, and a summary.
+//! * [`finish_cmd`]: `finish`, the bucket's default encryption (and policy) after its objects.
 //! * [`batch_ops`]: `export batch-ops` and `import batch-ops`, the S3 Batch Operations hand-off.
 //! * [`demo`]: `rekey demo`, the whole job on generated data.
 //! * [`output`]: table, JSON and CSV renderings of an estimate.
@@ -15,6 +16,7 @@ pub mod batch_ops;
 pub mod connect;
 pub mod demo;
 pub mod exit;
+pub mod finish_cmd;
 pub mod job;
 pub mod logging;
 pub mod output;
@@ -53,6 +55,7 @@ macro_rules! example_key {
   rekey status    --state m.rekey                               from another shell
   rekey verify    --state m.rekey
   rekey report    --state m.rekey --out report.csv
+  rekey finish    --state m.rekey [--enforce] [--dry-run]      the bucket's default encryption
 
 Try it locally first: rekey demo (an S3/KMS emulator on this machine). Exit codes: see the README."
 )]
@@ -87,6 +90,10 @@ pub enum Command {
     /// Write every object's outcome to a file (Batch Operations report, CSV or JSON Lines).
     #[command(after_help = "Example:\n  rekey report --state migration.rekey --out failed.csv --only failed")]
     Report(report_cmd::ReportArgs),
+    /// The bucket after its objects: its default encryption to the key (and, with --enforce,
+    /// a policy statement requiring it).
+    #[command(after_help = "Example:\n  rekey finish --state migration.rekey --enforce --dry-run")]
+    Finish(finish_cmd::FinishArgs),
     /// Hand the pending objects to another engine.
     #[command(subcommand)]
     Export(ExportCommand),
@@ -132,6 +139,7 @@ pub fn run(cli: Cli, runtime: &tokio::runtime::Runtime) -> Result<()> {
         Command::Verify(args) => verify_cmd::run(args, runtime),
         Command::Demo(args) => demo::run(args, runtime),
         Command::Report(args) => report_cmd::run(args),
+        Command::Finish(args) => finish_cmd::run(args, runtime),
         Command::Export(ExportCommand::BatchOps(args)) => batch_ops::export(args, runtime),
         Command::Import(ImportCommand::BatchOps(args)) => batch_ops::import(args, runtime),
     }

@@ -16,7 +16,7 @@ use crate::batch_ops::completion_record;
 use crate::plan::stored::StoredPlan;
 use crate::plan::stored::StoredRequests;
 use crate::store::{Checkpoint, ReportRow, ReportScope};
-use crate::units::thousands;
+use crate::units::{human_bytes, thousands};
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use std::collections::BTreeMap;
@@ -32,7 +32,8 @@ pub struct ReportArgs {
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
     /// `failed`: only objects a run dealt with and did not re-encrypt (failed, changed,
-    /// gone, needs_restore).
+    /// gone, needs_restore). `replaced`: only the copies whose old version is still there
+    /// (noncurrent, under the old encryption).
     #[arg(long, value_enum, default_value_t = Only::All)]
     pub only: Only,
     #[arg(long, value_enum, default_value_t = ReportFormat::Csv)]
@@ -42,6 +43,7 @@ pub struct ReportArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Only {
     Failed,
+    Replaced,
     All,
 }
 
@@ -54,7 +56,7 @@ pub enum ReportFormat {
 }
 
 /// The `csv` format's columns, in order (also the `json` format's field names).
-pub const CSV_HEADER: [&str; 24] = [
+pub const CSV_HEADER: [&str; 27] = [
     "bucket",
     "key",
     "version_id",
@@ -79,9 +81,12 @@ pub const CSV_HEADER: [&str; 24] = [
     "verified_at",
     "finished_at",
     "id",
+    "replaced_version_id",
+    "replaced_deleted_at",
+    "replaced_delete_detail",
 ];
 
-fn csv_record(r: &ReportRow) -> [String; 24] {
+fn csv_record(r: &ReportRow) -> [String; 27] {
     let o = |v: &Option<String>| v.clone().unwrap_or_default();
     [
         r.bucket.clone(),
@@ -108,6 +113,9 @@ fn csv_record(r: &ReportRow) -> [String; 24] {
         o(&r.verified_at),
         o(&r.finished_at),
         r.id.to_string(),
+        o(&r.replaced_version_id),
+        o(&r.replaced_deleted_at),
+        o(&r.replaced_delete_detail),
     ]
 }
 
@@ -115,6 +123,7 @@ pub fn run(args: ReportArgs) -> Result<()> {
     let cp = Checkpoint::open(&args.state)?;
     let scope = match (args.only, args.format) {
         (Only::Failed, _) => ReportScope::Failed,
+        (Only::Replaced, _) => ReportScope::Replaced,
         (Only::All, ReportFormat::BatchOps) => ReportScope::Finished,
         (Only::All, _) => ReportScope::All,
     };
@@ -154,6 +163,44 @@ pub fn run(args: ReportArgs) -> Result<()> {
     Ok(())
 }
 
+/// The versions copies left behind, and the two ways to remove them.
+fn replaced_section(cp: &Checkpoint) -> Result<String> {
+    let r = cp.replaced_counts()?;
+    let mut s = String::from("replaced versions (left noncurrent by copies, under the old encryption)\n");
+    s.push_str(&format!("  {:<28} {:>14}\n", "recorded", thousands(r.recorded)));
+    s.push_str(&format!("  {:<28} {:>14}\n", "deleted", thousands(r.deleted)));
+    s.push_str(&format!("  {:<28} {:>14}   ({})\n", "left", thousands(r.left), human_bytes(r.bytes_left)));
+    if r.left == 0 {
+        return Ok(s);
+    }
+    s.push_str(
+        "  `--only replaced` lists them. To remove them, either run `rekey verify --delete-replaced-versions` \
+         (deletes exactly those versions, once each copy is verified, never under Object Lock), or apply this \
+         lifecycle rule with `aws s3api put-bucket-lifecycle-configuration --bucket BUCKET \
+         --lifecycle-configuration file://rule.json`. Careful: the rule expires EVERY noncurrent version in \
+         the bucket (older versions kept on purpose too), 1 day after it becomes noncurrent, and \
+         put-bucket-lifecycle-configuration REPLACES the bucket's existing rules: merge it into them \
+         (aws s3api get-bucket-lifecycle-configuration) first.\n",
+    );
+    s.push_str(&lifecycle_rule());
+    Ok(s)
+}
+
+/// The lifecycle configuration that expires noncurrent versions a day after they become
+/// noncurrent (docs/s3-facts.md §10), ready for put-bucket-lifecycle-configuration.
+pub fn lifecycle_rule() -> String {
+    let rule = serde_json::json!({
+        "Rules": [{
+            "ID": "rekey-expire-replaced-versions",
+            "Status": "Enabled",
+            "Filter": {},
+            "NoncurrentVersionExpiration": { "NoncurrentDays": 1 }
+        }]
+    });
+    let text = serde_json::to_string_pretty(&rule).expect("a JSON value prints");
+    text.lines().map(|l| format!("    {l}\n")).collect()
+}
+
 /// Counts by status, method, skip reason and error code, and the estimate's request
 /// counts against what the runs recorded.
 fn summary(cp: &Checkpoint, written: u64, out: &str) -> Result<String> {
@@ -173,6 +220,7 @@ fn summary(cp: &Checkpoint, written: u64, out: &str) -> Result<String> {
     section(&mut s, "by method", &counts.by_method);
     section(&mut s, "skipped, by reason", &counts.by_skip_reason);
     section(&mut s, "by error code", &errors);
+    s.push_str(&replaced_section(cp)?);
 
     let requests = StoredPlan::read(cp)?.estimate.requests;
     let est = |f: fn(&StoredRequests) -> u64| requests.as_ref().map(f);

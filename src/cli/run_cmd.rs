@@ -384,6 +384,10 @@ struct FileStatus {
     progress: Option<ProgressSnapshot>,
     /// A run is going on now (its process is alive).
     live: bool,
+    /// The versions copies replaced, and what `verify --delete-replaced-versions` deleted.
+    replaced: crate::store::ReplacedCounts,
+    /// What `rekey finish` did to the bucket.
+    bucket_steps: Vec<crate::store::BucketStepRecord>,
 }
 
 impl FileStatus {
@@ -420,6 +424,8 @@ impl FileStatus {
             verdicts,
             progress,
             live,
+            replaced: cp.replaced_counts()?,
+            bucket_steps: cp.bucket_steps()?,
         })
     }
 
@@ -438,7 +444,44 @@ impl FileStatus {
             "to_do": { "objects": self.todo.objects, "bytes": self.todo.bytes },
             "by_verify_verdict": self.verdicts,
             "last_run": self.progress,
+            "replaced_versions": self.replaced,
+            "bucket_steps": self.bucket_steps,
         })
+    }
+
+    /// What copies left behind and what `rekey finish` did, for the table.
+    fn finish_lines(&self, out: &mut String) {
+        let r = &self.replaced;
+        if r.recorded > 0 {
+            out.push_str(&format!(
+                "replaced versions (left noncurrent by copies)
+  {:<20} {:>14}
+  {:<20} {:>14}
+",
+                "deleted",
+                thousands(r.deleted),
+                "left",
+                thousands(r.left)
+            ));
+        }
+        // Once the objects are done, the bucket is what is left.
+        if self.bucket_steps.is_empty() && self.todo.objects == 0 && self.counts.status(ObjectStatus::Done) > 0 {
+            out.push_str(
+                "bucket: not finished yet (`rekey finish` sets its default encryption to the key)
+",
+            );
+        }
+        for s in &self.bucket_steps {
+            let what = match s.step {
+                crate::vocab::BucketStep::DefaultEncryption => {
+                    format!("default encryption {} (was {})", s.after, s.before.as_deref().unwrap_or("none"))
+                }
+                crate::vocab::BucketStep::EnforcePolicy => {
+                    format!("bucket policy enforces the key ({})", s.after)
+                }
+            };
+            out.push_str(&format!("bucket {}: {what}, set {}\n", s.bucket, s.done_at));
+        }
     }
 
     /// The run line(s) of the table.
@@ -552,6 +595,8 @@ impl<'a> StatusSum<'a> {
             verdicts: BTreeMap::new(),
             progress: None,
             live: false,
+            replaced: Default::default(),
+            bucket_steps: Vec::new(),
         };
         for f in files {
             sum.counts.add(&f.counts);
@@ -732,6 +777,7 @@ fn status_one(f: &FileStatus, format: StatusFormat) -> Result<()> {
             out.push_str(&format!("{}\n", f.path.display()));
             f.count_lines(&mut out);
             f.run_lines(&mut out, "");
+            f.finish_lines(&mut out);
             print!("{out}");
         }
     }

@@ -11,6 +11,7 @@ use crate::plan::stored::StoredPlan;
 use crate::s3::{build_client, build_kms_client, S3Settings, SdkStore};
 use crate::store::{Checkpoint, Verdict};
 use crate::units::{human_duration, thousands};
+use crate::verify::replaced::delete_replaced;
 use crate::verify::{one_line, verify_all, Expect, PassOptions, Selection, Summary};
 use anyhow::{anyhow, bail, Context, Result};
 use aws_sdk_s3::error::DisplayErrorContext;
@@ -33,6 +34,11 @@ pub struct VerifyArgs {
     /// Objects checked at once.
     #[arg(long, value_name = "N", default_value_t = 32)]
     pub concurrency: usize,
+    /// After checking every done object, delete the version each verified copy replaced
+    /// (noncurrent, under the old encryption): exactly that version id, never one under
+    /// Object Lock. Needs s3:DeleteObjectVersion. Off by default; not with --sample.
+    #[arg(long)]
+    pub delete_replaced_versions: bool,
     #[command(flatten)]
     pub connect: super::connect::ConnectArgs,
     /// The summary: for people, or one JSON object (`rekey.verify/1`) on stdout.
@@ -55,7 +61,7 @@ fn config(args: &VerifyArgs, cp: &Checkpoint) -> Result<(Expect, S3Settings)> {
 
 /// S3 reports the key's ARN, never an alias: resolve a planned alias (`--method copy`
 /// allows one) to the key it names now.
-async fn resolve_alias(key: &str, s3: &S3Settings) -> Result<String> {
+pub(super) async fn resolve_alias(key: &str, s3: &S3Settings) -> Result<String> {
     if !(key.starts_with("alias/") || key.contains(":alias/")) {
         return Ok(key.to_string());
     }
@@ -74,6 +80,11 @@ pub fn run(args: VerifyArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
     if args.concurrency == 0 {
         bail!("--concurrency 0: at least one object must be checked at a time");
     }
+    if args.delete_replaced_versions && args.sample.is_some() {
+        return Err(super::usage_error(
+            "--delete-replaced-versions deletes only after every copy is verified: it cannot be used with --sample",
+        ));
+    }
     let started = Instant::now();
     let cp = Checkpoint::open(&args.state)?;
     let (mut expect, s3) = config(&args, &cp)?;
@@ -88,16 +99,28 @@ pub fn run(args: VerifyArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
         eprintln!("rekey: {state} has no done objects to verify; `rekey run --state {state}` first");
     }
     let opts = PassOptions { concurrency: args.concurrency, policy: RetryPolicy::default() };
-    let tally = runtime.block_on(async {
+    let (tally, deleted) = runtime.block_on(async {
         expect.key_arn = resolve_alias(&expect.key_arn, &s3).await?;
         let store = Arc::new(SdkStore::new(build_client(&s3).await?));
-        let stop = async {
+        let stop = || async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        anyhow::Ok(verify_all(store, &cp, selection, total, Arc::new(expect.clone()), &opts, stop).await?)
+        let expect = Arc::new(expect.clone());
+        let tally = verify_all(store.clone(), &cp, selection, total, expect.clone(), &opts, stop()).await?;
+        // Deletion comes after the verdicts it depends on are recorded, and not at all
+        // after an interrupted pass.
+        let deleted = if args.delete_replaced_versions && !tally.interrupted {
+            Some(delete_replaced(store, &cp, expect, args.concurrency, opts.policy, stop()).await?)
+        } else {
+            None
+        };
+        anyhow::Ok((tally, deleted))
     })?;
     let state = args.state.display().to_string();
-    let summary = Summary::new(tally, &expect, state.clone(), done, args.sample, started.elapsed().as_secs_f64());
+    let mut summary = Summary::new(tally, &expect, state.clone(), done, args.sample, started.elapsed().as_secs_f64());
+    summary.interrupted |= deleted.as_ref().is_some_and(|d| d.interrupted);
+    summary.deleted_replaced = deleted;
+    summary.replaced_versions = cp.replaced_counts()?;
     match args.format {
         VerifyFormat::Json => println!("{}", serde_json::to_string(&summary)?),
         VerifyFormat::Table => print_table(&summary),
@@ -116,6 +139,31 @@ pub fn run(args: VerifyArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
         return Err(Exit::new(ExitCode::VerifyMismatch, message).into());
     }
     Ok(())
+}
+
+/// What copies left behind, and what deleting them did.
+fn print_replaced(s: &Summary) {
+    if let Some(d) = &s.deleted_replaced {
+        println!(
+            "Replaced versions: {} deleted, {} already gone, {} kept",
+            thousands(d.deleted),
+            thousands(d.already_gone),
+            thousands(d.kept)
+        );
+        for k in &d.kept_listed {
+            println!("  kept {} (version {}): {}", one_line(&k.key), one_line(&k.version_id), k.why);
+        }
+    }
+    let r = &s.replaced_versions;
+    if r.left > 0 {
+        println!(
+            "{} copies left their old version behind, noncurrent and still under the old encryption ({}): \
+             `rekey report` lists them and prints a lifecycle rule that expires noncurrent versions; \
+             or `rekey verify --delete-replaced-versions` deletes exactly those versions",
+            thousands(r.left),
+            crate::units::human_bytes(r.bytes_left)
+        );
+    }
 }
 
 fn print_table(s: &Summary) {
@@ -153,4 +201,5 @@ fn print_table(s: &Summary) {
             );
         }
     }
+    print_replaced(s);
 }

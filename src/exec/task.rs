@@ -130,6 +130,7 @@ pub async fn migrate<S: ObjectStore>(ctx: &TaskContext<S>, item: WorkItem, seed:
         kms_key_id: None,
         new_checksum: None,
         upload_id: item.upload_id.clone(),
+        replaced_version_id: None,
     };
     let result = match item.method {
         Method::Update => update(ctx, &item, &tally, &rng).await,
@@ -147,6 +148,7 @@ pub async fn migrate<S: ObjectStore>(ctx: &TaskContext<S>, item: WorkItem, seed:
             out.status = ObjectStatus::Done;
             out.error_code = None;
             out.last_error = None;
+            out.replaced_version_id = replaced_version(&item, w.source_version_id.as_deref(), w.version_id.as_deref());
             out.new_etag = w.etag.or_else(|| item.etag.clone());
             out.new_version_id = w.version_id;
             out.kms_key_id = w.kms_key_id;
@@ -157,6 +159,7 @@ pub async fn migrate<S: ObjectStore>(ctx: &TaskContext<S>, item: WorkItem, seed:
             out.note = Some("head_after_412");
             out.error_code = None;
             out.last_error = None;
+            out.replaced_version_id = replaced_version(&item, None, h.version_id.as_deref());
             out.new_etag = h.etag;
             out.new_version_id = h.version_id;
             out.kms_key_id = h.kms_key_id;
@@ -186,6 +189,21 @@ pub async fn migrate<S: ObjectStore>(ctx: &TaskContext<S>, item: WorkItem, seed:
         out.status = ObjectStatus::Pending;
     }
     finish(ctx, out, &item)
+}
+
+/// The version a copy left behind as noncurrent, under the old encryption: the one S3
+/// says it read (`x-amz-copy-source-version-id`), else the inventoried version while it
+/// was the current one (If-Match held the copy to its ETag). None for an update, when the
+/// copy made no new version (an unversioned or suspended bucket overwrites), or when
+/// neither S3 nor the inventory names the version (a lifecycle rule still covers it).
+fn replaced_version(item: &WorkItem, source: Option<&str>, written: Option<&str>) -> Option<String> {
+    if item.method == Method::Update {
+        return None;
+    }
+    let written = written.filter(|v| !v.is_empty() && *v != "null")?;
+    let inventoried = item.version_id.as_deref().filter(|v| !v.is_empty() && item.is_latest != Some(false));
+    let replaced = source.filter(|v| !v.is_empty()).or(inventoried)?;
+    (replaced != written).then(|| replaced.to_string())
 }
 
 /// How an object was settled.
@@ -309,6 +327,8 @@ async fn multipart<S: ObjectStore>(
     if item.etag.is_some() && head.etag != item.etag {
         return Ok(settle_changed(ctx, head));
     }
+    // The parts are read from this version (under If-Match): the one the upload replaces.
+    let source_version_id = head.version_id.clone();
     let tags =
         request(ctx, tally, rng, 0.0, || ctx.store.get_tags(item.bucket.clone(), item.key.clone(), None)).await?;
     let grants = preserved_grants(ctx, item, tally, rng).await?;
@@ -329,7 +349,7 @@ async fn multipart<S: ObjectStore>(
     match copy_parts_and_complete(ctx, item, tally, rng, &upload, size).await {
         Ok(w) => {
             out.upload_id = None;
-            Ok(Settled::Written(w))
+            Ok(Settled::Written(WriteResult { source_version_id: w.source_version_id.or(source_version_id), ..w }))
         }
         Err(halt) => {
             // Abort whatever happened, even when stopping: an open upload keeps costing.

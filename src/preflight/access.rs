@@ -86,11 +86,11 @@ const READERS: &str = "readers";
 async fn readers(api: &impl BucketApi, f: &PlanFacts, bucket: &str, key: &mut KeyView) -> Vec<Check> {
     let warn = |d: String| Check::access(Verdict::Warn, READERS, d);
     let policy = match api.bucket_policy(bucket).await {
-        Ok(json) => match Policy::parse(&json) {
+        Ok(Some(json)) => match Policy::parse(&json) {
             Ok(p) => p,
             Err(e) => return vec![warn(format!("the policy of bucket {bucket} cannot be read ({e}): who reads it is unchecked"))],
         },
-        Err(e) if e.code == "NoSuchBucketPolicy" => {
+        Ok(None) => {
             return vec![Check::access(Verdict::Ok, READERS, format!("bucket {bucket} has no bucket policy, so it names no reader"))]
         }
         Err(e) => {

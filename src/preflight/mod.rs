@@ -146,6 +146,7 @@ pub async fn preflight(api: &impl BucketApi, facts: &PlanFacts) -> Vec<Check> {
             });
         }
         checks.push(settings::check_versioning(api, facts, bucket).await);
+        checks.extend(settings::check_replaced_versions(api, facts, bucket).await);
         checks.push(settings::check_default_encryption(api, facts, bucket).await);
         checks.push(settings::check_ownership(api, facts, bucket).await);
         checks.extend(access::check_access(api, facts, bucket, &mut key).await);

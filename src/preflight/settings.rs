@@ -55,6 +55,23 @@ pub async fn check_versioning(api: &impl BucketApi, f: &PlanFacts, bucket: &str)
     }
 }
 
+/// On a versioned bucket, each copy leaves the version it replaced behind, noncurrent and
+/// under the old encryption: say so, and name the two ways out and the permission the
+/// second needs (docs/s3-facts.md §10). None when nothing is left behind.
+pub async fn check_replaced_versions(api: &impl BucketApi, f: &PlanFacts, bucket: &str) -> Option<Check> {
+    let copies = f.copies();
+    if copies == 0 || api.versioning(bucket).await.ok()?.as_deref() != Some("Enabled") {
+        return None;
+    }
+    Some(Check::new(
+        Verdict::Ok,
+        "replaced versions",
+        format!(
+            "bucket {bucket} is versioned: each of the {copies} copies leaves its old version behind, noncurrent and still under the old encryption; after the run, `rekey report` prints a lifecycle rule that expires them, or `rekey verify --delete-replaced-versions` deletes exactly those versions (it needs s3:DeleteObjectVersion)"
+        ),
+    ))
+}
+
 /// Dollars, with cents unless that would show a small amount as $0.00.
 fn dollars(x: f64) -> String {
     if x == 0.0 || x >= 0.01 {

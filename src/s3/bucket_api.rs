@@ -1,6 +1,7 @@
 //! The seam between the pre-flight checks and AWS: the bucket-level S3 reads (settings,
 //! policy, ACL, replication) and the KMS reads (DescribeKey, the key policy, its grants) the
-//! checks make, as a trait beside [`super::ObjectStore`], with a real
+//! checks make, and the two bucket writes of `rekey finish` (default encryption, bucket
+//! policy), as a trait beside [`super::ObjectStore`], with a real
 //! implementation ([`super::SdkBucketApi`]) and the in-process fake ([`super::FakeStore`]).
 //!
 //! Results are small typed values; an error keeps what the checks read from it: the AWS
@@ -162,7 +163,8 @@ impl fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
-/// The reads the pre-flight checks make: none touches an object.
+/// The reads the pre-flight checks make, and `rekey finish`'s bucket writes: none
+/// touches an object.
 pub trait BucketApi: Send + Sync {
     /// KMS DescribeKey. `Ok(None)`: it answered without metadata.
     fn describe_key(&self, key_arn: &str) -> impl Future<Output = Result<Option<KeyMetadata>, ApiError>> + Send;
@@ -182,8 +184,17 @@ pub trait BucketApi: Send + Sync {
     /// GetBucketOwnershipControls' first rule (`BucketOwnerEnforced`, …); None when it has
     /// no rule. A bucket with no controls answers OwnershipControlsNotFoundError.
     fn ownership(&self, bucket: &str) -> impl Future<Output = Result<Option<String>, ApiError>> + Send;
-    /// GetBucketPolicy's JSON document. A bucket without a policy answers NoSuchBucketPolicy.
-    fn bucket_policy(&self, bucket: &str) -> impl Future<Output = Result<String, ApiError>> + Send;
+    /// GetBucketPolicy: the policy document as S3 returns it; None when the bucket has
+    /// none (S3 answers NoSuchBucketPolicy).
+    fn bucket_policy(&self, bucket: &str) -> impl Future<Output = Result<Option<String>, ApiError>> + Send;
+    /// PutBucketPolicy: replace the bucket's policy with `policy` (a JSON document).
+    fn put_bucket_policy(&self, bucket: &str, policy: &str) -> impl Future<Output = Result<(), ApiError>> + Send;
+    /// PutBucketEncryption: one rule, `rule`, as the bucket's default encryption.
+    fn put_default_encryption(
+        &self,
+        bucket: &str,
+        rule: &DefaultEncryption,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
     /// GetBucketAcl.
     fn bucket_acl(&self, bucket: &str) -> impl Future<Output = Result<BucketAcl, ApiError>> + Send;
     /// GetBucketReplication's rules. A bucket without replication answers

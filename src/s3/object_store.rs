@@ -128,6 +128,9 @@ pub struct WriteResult {
     pub kms_key_id: Option<String>,
     /// The new object's additional checksum, `ALGORITHM:value`.
     pub checksum: Option<String>,
+    /// The version a copy read (`x-amz-copy-source-version-id`): on a versioned bucket,
+    /// the one it replaced, left noncurrent (None for an update, or when S3 does not say).
+    pub source_version_id: Option<String>,
 }
 
 /// What HEAD reports.
@@ -316,6 +319,14 @@ pub trait ObjectStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), S3CallError>> + Send;
     fn update_encryption(&self, req: UpdateRequest) -> impl Future<Output = Result<WriteResult, S3CallError>> + Send;
     fn copy_in_place(&self, req: CopyRequest) -> impl Future<Output = Result<WriteResult, S3CallError>> + Send;
+    /// DeleteObject of exactly `version_id` (a permanent delete: no delete marker). Used
+    /// only for the version a copy replaced (`rekey verify --delete-replaced-versions`).
+    fn delete_version(
+        &self,
+        bucket: String,
+        key: String,
+        version_id: String,
+    ) -> impl Future<Output = Result<(), S3CallError>> + Send;
     fn head(
         &self,
         bucket: String,

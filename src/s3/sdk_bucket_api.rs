@@ -128,14 +128,50 @@ impl BucketApi for SdkBucketApi {
         }))
     }
 
+    async fn bucket_policy(&self, bucket: &str) -> Result<Option<String>, ApiError> {
+        match self.s3.get_bucket_policy().bucket(bucket).send().await {
+            Ok(out) => Ok(out.policy().map(str::to_string)),
+            Err(e) => {
+                let e = s3_api_error(&e);
+                if e.code == "NoSuchBucketPolicy" {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    async fn put_bucket_policy(&self, bucket: &str, policy: &str) -> Result<(), ApiError> {
+        let put = self.s3.put_bucket_policy().bucket(bucket).policy(policy);
+        put.send().await.map(|_| ()).map_err(|e| s3_api_error(&e))
+    }
+
+    async fn put_default_encryption(&self, bucket: &str, rule: &DefaultEncryption) -> Result<(), ApiError> {
+        use aws_sdk_s3::types::{
+            ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
+            ServerSideEncryptionRule,
+        };
+        let by_default = ServerSideEncryptionByDefault::builder()
+            .sse_algorithm(ServerSideEncryption::from(rule.algorithm.as_str()))
+            .set_kms_master_key_id(rule.kms_key_id.clone())
+            .build()
+            .map_err(|e| ApiError { detail: e.to_string(), ..ApiError::aws(400, "", "") })?;
+        let rule = ServerSideEncryptionRule::builder()
+            .apply_server_side_encryption_by_default(by_default)
+            .bucket_key_enabled(rule.bucket_key)
+            .build();
+        let config = ServerSideEncryptionConfiguration::builder()
+            .rules(rule)
+            .build()
+            .map_err(|e| ApiError { detail: e.to_string(), ..ApiError::aws(400, "", "") })?;
+        let put = self.s3.put_bucket_encryption().bucket(bucket).server_side_encryption_configuration(config);
+        put.send().await.map(|_| ()).map_err(|e| s3_api_error(&e))
+    }
+
     async fn ownership(&self, bucket: &str) -> Result<Option<String>, ApiError> {
         let out = self.s3.get_bucket_ownership_controls().bucket(bucket).send().await.map_err(|e| s3_api_error(&e))?;
         Ok(out.ownership_controls().and_then(|c| c.rules().first()).map(|r| r.object_ownership().as_str().to_string()))
-    }
-
-    async fn bucket_policy(&self, bucket: &str) -> Result<String, ApiError> {
-        let out = self.s3.get_bucket_policy().bucket(bucket).send().await.map_err(|e| s3_api_error(&e))?;
-        Ok(out.policy().unwrap_or_default().to_string())
     }
 
     async fn bucket_acl(&self, bucket: &str) -> Result<BucketAcl, ApiError> {

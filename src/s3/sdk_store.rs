@@ -150,7 +150,13 @@ impl ObjectStore for SdkStore {
             .await
             .map_err(call_error)?;
         // UpdateObjectEncryption keeps the ETag and version; it reports neither.
-        Ok(WriteResult { etag: None, version_id: r.version_id, kms_key_id: Some(r.kms_key_arn), checksum: None })
+        Ok(WriteResult {
+            etag: None,
+            version_id: r.version_id,
+            kms_key_id: Some(r.kms_key_arn),
+            checksum: None,
+            source_version_id: None,
+        })
     }
 
     async fn copy_in_place(&self, r: CopyRequest) -> Result<WriteResult, S3CallError> {
@@ -201,7 +207,20 @@ impl ObjectStore for SdkStore {
             version_id: out.version_id().map(str::to_string),
             kms_key_id: out.ssekms_key_id().map(str::to_string),
             checksum: c.and_then(|c| checksum!(c)),
+            source_version_id: out.copy_source_version_id().map(str::to_string),
         })
+    }
+
+    async fn delete_version(&self, bucket: String, key: String, version_id: String) -> Result<(), S3CallError> {
+        self.client
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .version_id(version_id)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(call_error)
     }
 
     async fn head(&self, bucket: String, key: String, version_id: Option<String>) -> Result<HeadResult, S3CallError> {
@@ -397,6 +416,9 @@ impl ObjectStore for SdkStore {
             version_id: out.version_id().map(str::to_string),
             kms_key_id: out.ssekms_key_id().map(str::to_string),
             checksum: checksum!(out),
+            // The parts were read from the current version under If-Match; the task
+            // knows which version that was from its HEAD.
+            source_version_id: None,
         })
     }
 

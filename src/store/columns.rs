@@ -2,7 +2,7 @@
 //! its `as_str` spelling, and a spelling this version does not know is a conversion error
 //! naming the column's value, never a silent default.
 
-use crate::vocab::{Method, ObjectStatus, SkipReason, Verdict};
+use crate::vocab::{BucketStep, Method, ObjectStatus, SkipReason, Verdict};
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 
 macro_rules! text_column {
@@ -25,6 +25,7 @@ text_column!(Method, "method");
 text_column!(SkipReason, "skip reason");
 text_column!(ObjectStatus, "status");
 text_column!(Verdict, "verify verdict");
+text_column!(BucketStep, "bucket step");
 
 #[cfg(test)]
 mod tests {

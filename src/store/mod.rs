@@ -9,14 +9,18 @@
 //! The file is created with mode 0600 and holds no credentials.
 
 mod columns;
+mod replaced;
 mod report;
 mod schema;
+mod steps;
 mod verify;
 mod work;
 
 pub use crate::vocab::{ObjectStatus, Verdict};
+pub use replaced::{ReplacedCounts, ReplacedItem, ReplacedRecord};
 pub use report::{ExportRow, ImportEffect, ImportedOutcome, Importer, ReportRow, ReportScope, NOT_DONE_STATUSES};
 pub use schema::SCHEMA_VERSION;
+pub use steps::BucketStepRecord;
 
 pub use verify::{VerdictRecord, VerifyItem};
 pub use work::{OutcomeRecord, OutcomeWriter, TodoReader, TodoTotals, WorkItem};
@@ -350,6 +354,8 @@ impl Checkpoint {
                 supported: SCHEMA_VERSION,
             });
         }
+        // An older checkpoint gains the newer tables and columns (all additive).
+        schema::migrate(&conn, version).map_err(sql(path))?;
         Ok(Checkpoint { conn, path: path.to_path_buf() })
     }
 

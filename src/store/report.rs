@@ -38,6 +38,10 @@ pub struct ReportRow {
     pub verify_detail: Option<String>,
     pub verified_at: Option<String>,
     pub finished_at: Option<String>,
+    /// The version a copy replaced (noncurrent, old encryption), and its deletion.
+    pub replaced_version_id: Option<String>,
+    pub replaced_deleted_at: Option<String>,
+    pub replaced_delete_detail: Option<String>,
 }
 
 /// Which objects a report lists.
@@ -50,6 +54,8 @@ pub enum ReportScope {
     /// Objects a run dealt with, whatever the outcome (what a Batch Operations job reports:
     /// pending and skipped objects were never tasks).
     Finished,
+    /// Done copies whose replaced version is still there (not deleted).
+    Replaced,
 }
 
 /// Statuses of objects a run finished without re-encrypting them.
@@ -58,7 +64,8 @@ pub const NOT_DONE_STATUSES: &str = "status IN ('failed', 'changed', 'gone', 'ne
 const REPORT_COLUMNS: &str =
     "id, bucket, key, version_id, size, storage_class, encryption, method, skip_reason, status, \
      etag, new_etag, new_version_id, kms_key_id, attempts, error_code, last_error, retryable, note, new_checksum, \
-     verify_verdict, verify_detail, verified_at, finished_at";
+     verify_verdict, verify_detail, verified_at, finished_at, \
+     replaced_version_id, replaced_deleted_at, replaced_delete_detail";
 
 /// One object `export batch-ops` may hand to a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +111,7 @@ impl Checkpoint {
             ReportScope::All => "1",
             ReportScope::Failed => NOT_DONE_STATUSES,
             ReportScope::Finished => "status NOT IN ('pending', 'skipped')",
+            ReportScope::Replaced => "replaced_version_id IS NOT NULL AND replaced_deleted_at IS NULL",
         };
         let q = format!("SELECT {REPORT_COLUMNS} FROM objects WHERE {filter} ORDER BY id");
         let mut stmt = self.conn.prepare(&q).map_err(sql(&self.path))?;
@@ -135,6 +143,9 @@ impl Checkpoint {
                     verify_detail: r.get(21)?,
                     verified_at: r.get(22)?,
                     finished_at: r.get(23)?,
+                    replaced_version_id: r.get(24)?,
+                    replaced_deleted_at: r.get(25)?,
+                    replaced_delete_detail: r.get(26)?,
                 })
             })()
             .map_err(sql(&self.path))?;

@@ -1,9 +1,45 @@
 //! The checkpoint's tables. `PRAGMA user_version` holds [`SCHEMA_VERSION`]; a later
-//! version adds a migration step here and bumps it.
+//! version adds a migration step here ([`migrate`]) and bumps it.
+//!
+//! Version 2 (issue 13) added the versions a copy replaced (`replaced_*` columns of
+//! `objects`) and the bucket-level steps of `rekey finish` (`bucket_steps`).
 
 use rusqlite::Connection;
 
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// What version 2 adds, applied by [`create`] after version 1's tables and by [`migrate`]
+/// to a version-1 checkpoint (all additive: a version-1 reader's columns are unchanged).
+const V2: &str = "ALTER TABLE objects ADD COLUMN replaced_version_id TEXT;
+    ALTER TABLE objects ADD COLUMN replaced_deleted_at TEXT;
+    ALTER TABLE objects ADD COLUMN replaced_delete_detail TEXT;
+    CREATE TABLE bucket_steps (
+        bucket            TEXT NOT NULL,
+        -- default_encryption | enforce_policy
+        step              TEXT NOT NULL,
+        done_at           TEXT NOT NULL,
+        -- what the bucket had before, and what rekey finish set (JSON or text)
+        before            TEXT,
+        after             TEXT NOT NULL,
+        PRIMARY KEY (bucket, step)
+    );";
+
+/// Bring a checkpoint written by an older rekey up to [`SCHEMA_VERSION`], in one
+/// transaction (a failure leaves it at its old version, untouched).
+pub(super) fn migrate(conn: &Connection, from: i64) -> rusqlite::Result<()> {
+    // 0 is no checkpoint at all (refused by the caller), never migrated.
+    if !(1..SCHEMA_VERSION).contains(&from) {
+        return Ok(());
+    }
+    let mut steps = String::from("BEGIN IMMEDIATE;");
+    if from < 2 {
+        steps.push_str(V2);
+    }
+    steps.push_str(&format!("PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"));
+    conn.execute_batch(&steps).inspect_err(|_| {
+        let _ = conn.execute_batch("ROLLBACK");
+    })
+}
 
 pub(super) fn create(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(&format!(
@@ -70,6 +106,7 @@ pub(super) fn create(conn: &Connection) -> rusqlite::Result<()> {
             finished_at       TEXT,
             CHECK ((method IS NULL) <> (skip_reason IS NULL))
         );
+        {V2}
         PRAGMA user_version = {SCHEMA_VERSION};"
     ))
 }

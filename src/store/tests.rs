@@ -203,3 +203,65 @@ fn the_rows_to_do_are_read_through_their_partial_index() {
     assert_eq!(page.first().map(|w| w.id), Some(101));
     assert!(page.iter().any(|w| w.id == 150));
 }
+
+#[test]
+fn a_version_1_checkpoint_is_migrated_on_open_and_keeps_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.rekey");
+    let mut w = PlanWriter::create(&path, false).unwrap();
+    w.insert(&[obj("a", Decision::Migrate(Method::Copy))]).unwrap();
+    w.finish(&run("i")).unwrap();
+    // Make it what rekey before issue 13 wrote: no replaced_* columns, no bucket_steps.
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "ALTER TABLE objects DROP COLUMN replaced_version_id;
+             ALTER TABLE objects DROP COLUMN replaced_deleted_at;
+             ALTER TABLE objects DROP COLUMN replaced_delete_detail;
+             DROP TABLE bucket_steps;
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    let cp = Checkpoint::open(&path).unwrap();
+    let version: i64 = cp.connection().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    assert_eq!(cp.counts().unwrap().status(ObjectStatus::Pending), 1, "the rows are kept");
+    assert_eq!(cp.replaced_counts().unwrap(), ReplacedCounts::default());
+    assert!(cp.bucket_steps().unwrap().is_empty());
+    drop(cp);
+    // Opening again is a no-op.
+    assert!(Checkpoint::open(&path).is_ok());
+}
+
+#[test]
+fn replaced_versions_and_bucket_steps_are_recorded_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.rekey");
+    let mut w = PlanWriter::create(&path, false).unwrap();
+    w.insert(&[obj("a", Decision::Migrate(Method::Copy)), obj("b", Decision::Migrate(Method::Copy))]).unwrap();
+    w.finish(&run("i")).unwrap();
+    let cp = Checkpoint::open(&path).unwrap();
+    cp.connection()
+        .execute_batch("UPDATE objects SET status = 'done', replaced_version_id = 'old-' || key, verify_verdict = 'ok'")
+        .unwrap();
+    let page = cp.replaced_page(0, 10).unwrap();
+    assert_eq!(page.iter().map(|i| i.replaced_version_id.as_str()).collect::<Vec<_>>(), ["old-a", "old-b"]);
+    cp.record_replaced(&[ReplacedRecord {
+        id: page[0].id,
+        deleted_at: Some("2026-01-01T00:00:00.000Z".into()),
+        detail: None,
+    }])
+    .unwrap();
+    assert_eq!(cp.replaced_counts().unwrap(), ReplacedCounts { recorded: 2, deleted: 1, left: 1, bytes_left: 7 });
+    assert_eq!(cp.replaced_page(0, 10).unwrap().len(), 1, "a deleted version is not handed out again");
+    let step = BucketStepRecord {
+        bucket: "b".into(),
+        step: crate::vocab::BucketStep::DefaultEncryption,
+        done_at: "2026-01-01T00:00:00.000Z".into(),
+        before: Some("AES256 (SSE-S3)".into()),
+        after: "aws:kms k".into(),
+    };
+    cp.record_bucket_step(&step).unwrap();
+    cp.record_bucket_step(&step).unwrap();
+    assert_eq!(cp.bucket_steps().unwrap(), vec![step], "one row per bucket and step");
+}

@@ -72,6 +72,8 @@ pub struct OutcomeRecord {
     pub new_checksum: Option<String>,
     /// A multipart upload still open (its abort failed): the next run aborts it.
     pub upload_id: Option<String>,
+    /// The version a copy replaced: noncurrent now, under the old encryption.
+    pub replaced_version_id: Option<String>,
 }
 
 fn open(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
@@ -168,6 +170,8 @@ pub struct OutcomeWriter {
 impl OutcomeWriter {
     pub fn open(path: &Path) -> Result<OutcomeWriter, StoreError> {
         let conn = open(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sql(path))?;
+        super::schema::migrate(&conn, version).map_err(sql(path))?;
         // WAL with synchronous=NORMAL: a commit survives a process crash; only a power
         // loss can lose the last batches, which the If-Match + HEAD rule makes safe to redo.
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;").map_err(sql(path))?;
@@ -188,7 +192,8 @@ impl OutcomeWriter {
                      retryable = ?6, note = ?7, new_etag = COALESCE(?8, new_etag),
                      new_version_id = COALESCE(?9, new_version_id), kms_key_id = COALESCE(?10, kms_key_id),
                      finished_at = CASE WHEN ?2 = 'pending' THEN NULL ELSE ?11 END,
-                     new_checksum = COALESCE(?12, new_checksum), upload_id = ?13
+                     new_checksum = COALESCE(?12, new_checksum), upload_id = ?13,
+                     replaced_version_id = COALESCE(?14, replaced_version_id)
                      WHERE id = ?1",
                 )
                 .map_err(sql(&self.path))?;
@@ -208,6 +213,7 @@ impl OutcomeWriter {
                     now,
                     o.new_checksum,
                     o.upload_id,
+                    o.replaced_version_id,
                 ])
                 .map_err(sql(&self.path))?;
             }

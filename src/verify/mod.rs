@@ -15,9 +15,12 @@
 //! * [`retry`]: verify's own retry loop (throttles and transient failures, no limiter).
 //! * [`pass`]: the concurrent pass, the batched recording and the tally.
 //! * [`summary`]: the tally as the `rekey.verify/1` summary the CLI renders.
+//! * [`replaced`]: `--delete-replaced-versions`, the versions copies left behind, deleted
+//!   one by one once the copy is verified.
 
 pub mod check;
 pub mod pass;
+pub mod replaced;
 pub mod retry;
 pub mod select;
 pub mod summary;

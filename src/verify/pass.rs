@@ -40,6 +40,12 @@ pub enum VerifyError {
          on the objects (and the endpoint and region must be the bucket's)"
     )]
     Refused { why: String },
+    /// The first delete of a replaced version (or its HEAD) was refused.
+    #[error(
+        "stopped: S3 refused to delete the first replaced version ({why}); --delete-replaced-versions \
+         needs s3:DeleteObjectVersion (and s3:GetObjectVersion) on the objects"
+    )]
+    RefusedDelete { why: String },
     #[error("recording verdicts")]
     Record(#[source] StoreError),
     #[error(transparent)]

@@ -3,7 +3,8 @@
 
 use super::check::Expect;
 use super::pass::Tally;
-use crate::store::Verdict;
+use super::replaced::DeleteTally;
+use crate::store::{ReplacedCounts, Verdict};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -33,6 +34,11 @@ pub struct Summary {
     pub listed: Vec<Problem>,
     pub interrupted: bool,
     pub elapsed_secs: f64,
+    /// The versions copies replaced (noncurrent, under the old encryption), as the
+    /// checkpoint knows them after this verify.
+    pub replaced_versions: ReplacedCounts,
+    /// What `--delete-replaced-versions` did (None when not asked).
+    pub deleted_replaced: Option<DeleteTally>,
 }
 
 impl Summary {
@@ -68,6 +74,8 @@ impl Summary {
                 .collect(),
             interrupted: tally.interrupted,
             elapsed_secs,
+            replaced_versions: ReplacedCounts::default(),
+            deleted_replaced: None,
         }
     }
 

@@ -282,3 +282,88 @@ async fn the_summary_counts_and_lists_what_is_not_ok() {
     assert_eq!(s.listed.len(), 1);
     assert_eq!((s.listed[0].key.as_str(), s.listed[0].method), ("c", "copy"));
 }
+
+mod replaced_versions {
+    use crate::exec::RetryPolicy;
+    use crate::s3::fake::{FakeBehaviour, FakeObject, FakeStore};
+    use crate::store::{ReplacedItem, Verdict};
+    use crate::verify::replaced::{dispose, Disposal};
+    use crate::verify::Expect;
+
+    const KEY: &str = "arn:aws:kms:us-east-1:111122223333:key/k";
+
+    /// A copied object: its new version current under the key, its old one noncurrent.
+    fn copied(locked_old: bool) -> (FakeStore, ReplacedItem) {
+        let f = FakeStore::new(FakeBehaviour::default());
+        let old = FakeObject { version_id: Some("v1".into()), size: 5, locked: locked_old, ..FakeObject::sse_s3("e1") };
+        f.insert_noncurrent("b", "k", old);
+        let new = FakeObject {
+            version_id: Some("v2".into()),
+            sse: Some("aws:kms".into()),
+            kms_key_id: Some(KEY.into()),
+            size: 5,
+            ..FakeObject::sse_s3("e2")
+        };
+        f.insert("b", "k", new);
+        let item = ReplacedItem {
+            id: 1,
+            bucket: "b".into(),
+            key: "k".into(),
+            method: crate::vocab::Method::Copy,
+            replaced_version_id: "v1".into(),
+            size: Some(5),
+            etag: Some("e1".into()),
+            new_etag: Some("e2".into()),
+            new_version_id: Some("v2".into()),
+            lock_mode: None,
+            lock_retain_until: None,
+            legal_hold: false,
+            verify_verdict: Some(Verdict::Ok),
+        };
+        (f, item)
+    }
+
+    fn expect() -> Expect {
+        Expect { key_arn: KEY.into(), bucket_key: false }
+    }
+
+    #[tokio::test]
+    async fn a_verified_copys_old_version_is_deleted_and_nothing_else() {
+        let (f, item) = copied(false);
+        let d = dispose(&f, &RetryPolicy::default(), &expect(), &item).await.unwrap();
+        assert_eq!(d, Disposal::Deleted);
+        assert!(f.get_noncurrent("b", "k", "v1").is_none());
+        assert_eq!(f.get("b", "k").unwrap().version_id.as_deref(), Some("v2"), "the current version stays");
+        let again = dispose(&f, &RetryPolicy::default(), &expect(), &item).await.unwrap();
+        assert_eq!(again, Disposal::AlreadyGone);
+    }
+
+    #[tokio::test]
+    async fn it_is_kept_when_not_verified_locked_or_not_the_bytes_copied() {
+        let policy = RetryPolicy::default();
+        let (f, item) = copied(false);
+        let unverified = ReplacedItem { verify_verdict: Some(Verdict::Mismatch), ..item.clone() };
+        assert!(
+            matches!(dispose(&f, &policy, &expect(), &unverified).await.unwrap(), Disposal::Kept(w) if w.contains("mismatch"))
+        );
+        let held = ReplacedItem { legal_hold: true, ..item.clone() };
+        assert!(
+            matches!(dispose(&f, &policy, &expect(), &held).await.unwrap(), Disposal::Kept(w) if w.contains("Object Lock"))
+        );
+        let other_bytes = ReplacedItem { etag: Some("e0".into()), ..item.clone() };
+        assert!(
+            matches!(dispose(&f, &policy, &expect(), &other_bytes).await.unwrap(), Disposal::Kept(w) if w.contains("ETag"))
+        );
+        let rewritten = ReplacedItem { new_etag: Some("e9".into()), ..item.clone() };
+        assert!(
+            matches!(dispose(&f, &policy, &expect(), &rewritten).await.unwrap(), Disposal::Kept(w) if w.contains("not as the copy left it"))
+        );
+        assert!(f.get_noncurrent("b", "k", "v1").is_some(), "nothing was deleted");
+        // A version locked on S3 but not in the inventory: its HEAD shows the lock.
+        let (f, item) = copied(true);
+        assert!(
+            matches!(dispose(&f, &policy, &expect(), &item).await.unwrap(), Disposal::Kept(w) if w.contains("Object Lock"))
+        );
+        assert!(f.get_noncurrent("b", "k", "v1").is_some());
+    }
+}

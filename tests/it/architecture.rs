@@ -17,6 +17,7 @@ const LAYERS: &[&str] = &[
     "preflight",
     "verify",
     "batch_ops",
+    "finish",
     "cli",
 ];
 

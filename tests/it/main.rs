@@ -15,6 +15,7 @@ mod emulator_smoke;
 mod emulator_wrapper;
 mod faults_emulator;
 mod fidelity_emulator;
+mod finish_emulator;
 mod job_cli;
 mod job_emulator;
 mod plan_cli;

@@ -150,13 +150,13 @@ fn csv_and_json_reports_carry_every_column() {
     let state = planned(dir.path());
     let out = dir.path().join("failed.csv");
     ok(rekey(&["report", "--state", state.to_str().unwrap(), "--out", out.to_str().unwrap(), "--only", "failed"]));
-    let header = "bucket,key,version_id,size,storage_class,encryption,method,skip_reason,status,etag,new_etag,new_version_id,kms_key_id,attempts,error_code,last_error,retryable,note,new_checksum,verify_verdict,verify_detail,verified_at,finished_at,id";
+    let header = "bucket,key,version_id,size,storage_class,encryption,method,skip_reason,status,etag,new_etag,new_version_id,kms_key_id,attempts,error_code,last_error,retryable,note,new_checksum,verify_verdict,verify_detail,verified_at,finished_at,id,replaced_version_id,replaced_deleted_at,replaced_delete_detail";
     assert_eq!(
         std::fs::read_to_string(&out).unwrap(),
         format!(
             "{header}\n\
-             src-bucket,fail.txt,v8,100,STANDARD,SSE-S3,update,,failed,0123abcd,,,,3,AccessDenied,Access Denied,false,,,,,,2026-01-01T00:00:01Z,{}\n\
-             src-bucket,changed.txt,v9,100,STANDARD,NOT-SSE,copy,,changed,0123abcd,,,,1,,,false,,,,,,2026-01-01T00:00:02Z,{}\n",
+             src-bucket,fail.txt,v8,100,STANDARD,SSE-S3,update,,failed,0123abcd,,,,3,AccessDenied,Access Denied,false,,,,,,2026-01-01T00:00:01Z,{},,,\n\
+             src-bucket,changed.txt,v9,100,STANDARD,NOT-SSE,copy,,changed,0123abcd,,,,1,,,false,,,,,,2026-01-01T00:00:02Z,{},,,\n",
             id_of(&state, "fail.txt"),
             id_of(&state, "changed.txt")
         )
@@ -190,7 +190,8 @@ fn csv_and_json_reports_carry_every_column() {
             "skip_reason": null, "status": "done", "etag": "0123abcd", "new_etag": "e-new",
             "new_version_id": null, "kms_key_id": "k1", "attempts": 1, "error_code": null, "last_error": null,
             "retryable": false, "note": null, "new_checksum": null, "verify_verdict": "ok", "verify_detail": null,
-            "verified_at": "2026-01-02T00:00:00Z", "finished_at": "2026-01-01T00:00:00Z"
+            "verified_at": "2026-01-02T00:00:00Z", "finished_at": "2026-01-01T00:00:00Z",
+            "replaced_version_id": null, "replaced_deleted_at": null, "replaced_delete_detail": null
         })
     );
 }

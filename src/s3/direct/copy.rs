@@ -90,5 +90,6 @@ pub fn result(resp: &super::http::Response) -> Result<WriteResult, S3CallError> 
         version_id: header("x-amz-version-id"),
         kms_key_id: header("x-amz-server-side-encryption-aws-kms-key-id"),
         checksum: c.checksum,
+        source_version_id: header("x-amz-copy-source-version-id"),
     })
 }

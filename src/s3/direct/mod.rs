@@ -224,6 +224,10 @@ impl ObjectStore for DirectStore {
         }
     }
 
+    async fn delete_version(&self, bucket: String, key: String, version_id: String) -> Result<(), S3CallError> {
+        self.sdk.delete_version(bucket, key, version_id).await
+    }
+
     async fn head(&self, bucket: String, key: String, version_id: Option<String>) -> Result<HeadResult, S3CallError> {
         self.sdk.head(bucket, key, version_id).await
     }

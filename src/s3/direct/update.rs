@@ -28,7 +28,13 @@ pub fn prepare(r: &UpdateRequest) -> Prepared {
 
 /// UpdateObjectEncryption keeps the ETag and version; it reports neither.
 pub fn result(r: UpdateRequest) -> WriteResult {
-    WriteResult { etag: None, version_id: r.version_id, kms_key_id: Some(r.kms_key_arn), checksum: None }
+    WriteResult {
+        etag: None,
+        version_id: r.version_id,
+        kms_key_id: Some(r.kms_key_arn),
+        checksum: None,
+        source_version_id: None,
+    }
 }
 
 /// The SDK's XML text escaping.
