@@ -1034,8 +1034,7 @@ async fn noncurrent_versions_in_place_and_kms_sources_decided_by_head() {
     let mut old_version = planned("doc", Method::Update);
     old_version.row.version_id = Some("v-old".into());
     old_version.row.is_latest = Some(false);
-    let objs =
-        vec![old_version.clone(), kms_row("from-old"), kms_row("at-target"), kms_row("other"), kms_row("changed")];
+    let objs = [old_version.clone(), kms_row("from-old"), kms_row("at-target"), kms_row("other"), kms_row("changed")];
     let (_dir, path, store) = setup(&objs[1..], FakeBehaviour::default());
     // "doc": the inventoried noncurrent version under a current one the plan does not hold.
     store.insert(BUCKET, "doc", FakeObject { version_id: Some("v-now".into()), ..FakeObject::sse_s3("now") });
