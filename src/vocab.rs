@@ -46,8 +46,11 @@ impl fmt::Display for Method {
 #[serde(rename_all = "snake_case")]
 pub enum SkipReason {
     DeleteMarker,
-    /// Re-encrypting a noncurrent version in place would make it current.
+    /// A noncurrent version, and the plan is `--versions current` (the default).
     NoncurrentVersion,
+    /// `--versions all`: a noncurrent version that only a copy could re-encrypt
+    /// (unencrypted, locked, or `--method copy`); a copy would make it current.
+    NoncurrentNeedsCopy,
     Filtered,
     AlreadyKms,
     DsseKms,
@@ -64,9 +67,10 @@ pub enum SkipReason {
 }
 
 impl SkipReason {
-    pub const ALL: [SkipReason; 11] = [
+    pub const ALL: [SkipReason; 12] = [
         SkipReason::DeleteMarker,
         SkipReason::NoncurrentVersion,
+        SkipReason::NoncurrentNeedsCopy,
         SkipReason::Filtered,
         SkipReason::AlreadyKms,
         SkipReason::DsseKms,
@@ -81,6 +85,7 @@ impl SkipReason {
         match self {
             SkipReason::DeleteMarker => "delete_marker",
             SkipReason::NoncurrentVersion => "noncurrent_version",
+            SkipReason::NoncurrentNeedsCopy => "noncurrent_needs_copy",
             SkipReason::Filtered => "filtered",
             SkipReason::AlreadyKms => "already_kms",
             SkipReason::DsseKms => "dsse_kms",
@@ -126,10 +131,16 @@ pub enum ObjectStatus {
     Gone,
     /// Archived: a copy needs it restored first.
     NeedsRestore,
+    /// An SSE-KMS object (`--from-key` / `--rekey-kms`) the run's HEAD found already under
+    /// the target key: nothing to do, and not a failure.
+    AlreadyTargetKey,
+    /// An SSE-KMS object the run's HEAD found under a key that is neither the target nor
+    /// a `--from-key` key: left alone, and not a failure.
+    OtherKmsKey,
 }
 
 impl ObjectStatus {
-    pub const ALL: [ObjectStatus; 7] = [
+    pub const ALL: [ObjectStatus; 9] = [
         ObjectStatus::Pending,
         ObjectStatus::Skipped,
         ObjectStatus::Done,
@@ -137,6 +148,8 @@ impl ObjectStatus {
         ObjectStatus::Changed,
         ObjectStatus::Gone,
         ObjectStatus::NeedsRestore,
+        ObjectStatus::AlreadyTargetKey,
+        ObjectStatus::OtherKmsKey,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -147,6 +160,8 @@ impl ObjectStatus {
             ObjectStatus::Changed => "changed",
             ObjectStatus::Gone => "gone",
             ObjectStatus::NeedsRestore => "needs_restore",
+            ObjectStatus::AlreadyTargetKey => "already_target_key",
+            ObjectStatus::OtherKmsKey => "other_kms_key",
         }
     }
     /// The status a checkpoint row holds; `None` for a spelling this version does not know.

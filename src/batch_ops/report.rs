@@ -9,9 +9,10 @@ use crate::vocab::ObjectStatus;
 /// One object as a completion-report line: Bucket, Key (percent-encoded), VersionId,
 /// TaskStatus, HTTP status, error code, ResultMessage.
 pub fn completion_record(r: &ReportRow) -> [String; 7] {
-    let done = r.status == ObjectStatus::Done;
+    // Already under the target key is the outcome a task would have reached.
+    let done = matches!(r.status, ObjectStatus::Done | ObjectStatus::AlreadyTargetKey);
     let code = match (&r.error_code, r.status) {
-        (_, ObjectStatus::Done) => String::new(),
+        (_, ObjectStatus::Done | ObjectStatus::AlreadyTargetKey) => String::new(),
         (Some(c), _) => c.clone(),
         (None, ObjectStatus::Changed) => "PreconditionFailed".into(),
         (None, ObjectStatus::Gone) => "NoSuchKey".into(),

@@ -71,6 +71,21 @@ fn table(e: &Estimate) -> String {
             thousands(e.objects.locked_copies)
         );
     }
+    if e.objects.noncurrent_planned > 0 {
+        let _ = writeln!(
+            o,
+            "Versions: {} noncurrent versions updated in place by version id (no new version)",
+            thousands(e.objects.noncurrent_planned)
+        );
+    }
+    if e.objects.kms_to_kms_candidates > 0 {
+        let _ = writeln!(
+            o,
+            "KMS to KMS: {} SSE-KMS objects, each HEADed at run time ({}) to read its key",
+            thousands(e.objects.kms_to_kms_candidates),
+            money(e.cost_usd.head_decisions)
+        );
+    }
     let _ = writeln!(o);
     let _ = writeln!(o, "Skipped: {} objects", thousands(e.objects.skipped_total));
     for (reason, n) in &e.objects.skipped {

@@ -295,6 +295,13 @@ fn finish(args: &RunArgs, r: &RunReport, quiet: bool) -> Result<()> {
             thousands(s.throttles_kms + s.throttles_s3),
         );
     }
+    if (!quiet || r.stop.is_some() || s.failed > 0) && s.already_target_key + s.other_kms_key > 0 {
+        eprintln!(
+            "rekey: {} already under the target key, {} under another KMS key (left alone)",
+            thousands(s.already_target_key),
+            thousands(s.other_kms_key)
+        );
+    }
     if !quiet || r.stop.is_some() || s.failed > 0 {
         eprintln!("rekey: {}", kms_summary(s));
     }

@@ -11,7 +11,7 @@ use super::task::Fidelity;
 use super::{FailureBudget, RetryPolicy, RunConfig};
 use crate::plan::settings::{DEFAULT_KMS_SHARE, DEFAULT_S3_RPS};
 use crate::plan::stored::{StoredPlan, StoredPlanError};
-use crate::plan::KmsQuota;
+use crate::plan::{KmsQuota, KmsSources};
 use std::time::Duration;
 
 /// Attempts per object in one run, the first included.
@@ -102,6 +102,11 @@ impl RunConfig {
         let bucket_key = s.bucket_key.unwrap_or(false);
         let mut cfg = RunConfig::new(plan.path.clone(), key);
         cfg.bucket_key = bucket_key;
+        cfg.kms_sources = match (&s.from_key, s.rekey_kms) {
+            (_, Some(true)) => KmsSources::Any,
+            (Some(keys), _) if !keys.is_empty() => KmsSources::FromKeys(keys.clone()),
+            _ => KmsSources::None,
+        };
         cfg.kms_per_write = if bucket_key { 1.0 - plan.prices.bucket_key_reduction } else { 1.0 };
         cfg.kms_rps = kms_rps;
         cfg.kms_start_rps = o.kms_start_rps;

@@ -58,6 +58,8 @@ impl FailureBudget {
 pub struct RunConfig {
     pub state: PathBuf,
     pub key_arn: String,
+    /// `--from-key` / `--rekey-kms` of the plan: which SSE-KMS objects move to `key_arn`.
+    pub kms_sources: crate::plan::KmsSources,
     pub bucket_key: bool,
     /// KMS requests one write causes (the estimate's figure: 1, or 0.01 with a Bucket Key).
     pub kms_per_write: f64,
@@ -91,6 +93,7 @@ impl RunConfig {
         RunConfig {
             state,
             key_arn,
+            kms_sources: crate::plan::KmsSources::None,
             bucket_key: false,
             kms_per_write: 1.0,
             kms_rps: 1000.0,
@@ -156,6 +159,7 @@ pub async fn run<S: ObjectStore>(store: Arc<S>, cfg: RunConfig, stop: Stopper) -
         window: Arc::new(Semaphore::new(initial_window)),
         policy: cfg.policy,
         key_arn: cfg.key_arn.clone(),
+        kms_sources: cfg.kms_sources.clone(),
         bucket_key: cfg.bucket_key,
         kms_per_write: cfg.kms_per_write,
         counters: counters.clone(),

@@ -21,6 +21,7 @@
 
 pub mod config;
 pub mod engine;
+pub mod kms_decision;
 pub mod limiter;
 pub mod progress;
 pub mod retry;
@@ -108,6 +109,8 @@ pub struct RunCounters {
     pub changed: AtomicU64,
     pub gone: AtomicU64,
     pub needs_restore: AtomicU64,
+    pub already_target_key: AtomicU64,
+    pub other_kms_key: AtomicU64,
     pub bytes_done: AtomicU64,
     pub requests: AtomicU64,
     /// Requests that cost KMS requests (every write but a Bucket Key's share): what KMS
@@ -140,6 +143,8 @@ impl RunCounters {
             + self.changed.load(Relaxed)
             + self.gone.load(Relaxed)
             + self.needs_restore.load(Relaxed)
+            + self.already_target_key.load(Relaxed)
+            + self.other_kms_key.load(Relaxed)
     }
 }
 

@@ -42,6 +42,12 @@ pub struct ProgressSnapshot {
     pub changed: u64,
     pub gone: u64,
     pub needs_restore: u64,
+    /// SSE-KMS objects the run found already under the target key, or under a key it was
+    /// not asked to move (`--from-key`). Absent from snapshots of older builds: 0.
+    #[serde(default)]
+    pub already_target_key: u64,
+    #[serde(default)]
+    pub other_kms_key: u64,
     pub bytes_done: u64,
     pub requests: u64,
     pub retries: u64,
@@ -88,7 +94,13 @@ pub fn percent(share: f64) -> String {
 
 impl ProgressSnapshot {
     pub fn finished(&self) -> u64 {
-        self.done + self.failed + self.changed + self.gone + self.needs_restore
+        self.done
+            + self.failed
+            + self.changed
+            + self.gone
+            + self.needs_restore
+            + self.already_target_key
+            + self.other_kms_key
     }
 
     /// Where the KMS rate stands: `slow start`, `learned 98 rps`, or `not throttled`.
@@ -216,6 +228,8 @@ impl Progress {
             changed: c.changed.load(Relaxed),
             gone: c.gone.load(Relaxed),
             needs_restore: c.needs_restore.load(Relaxed),
+            already_target_key: c.already_target_key.load(Relaxed),
+            other_kms_key: c.other_kms_key.load(Relaxed),
             bytes_done: c.bytes_done.load(Relaxed),
             requests: c.requests.load(Relaxed),
             retries: c.retries.load(Relaxed),

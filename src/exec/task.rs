@@ -12,6 +12,9 @@
 //!   did it but had not recorded it (done); anything else means another writer changed
 //!   the object, which is never overwritten (changed);
 //! * 404: gone; InvalidObjectState: needs_restore;
+//! * an SSE-KMS row (`--from-key` / `--rekey-kms`) is HEADed first, and [`kms_decision`]
+//!   says whether to update it, or to end it as already_target_key, other_kms_key or
+//!   changed (its ETag is not the inventory's) without a write;
 //! * AccessDenied, KMS.*: open the circuit breaker; the object stays pending;
 //! * throttles and transient errors: back off (full jitter) and retry, slowing the
 //!   bucket that was throttled;
@@ -23,12 +26,14 @@
 //! settings are carried onto the new version (`--preserve-lock`, on by default).
 //! Objects over the multipart threshold are copied part by part ([`multipart`]).
 
+use super::kms_decision::{self, KmsDecision};
 use super::limiter::AdaptiveLimiter;
 use super::retry::RetryPolicy;
 use super::writer::{WriterMsg, WriterSender};
 use super::{RunCounters, StopReason, Stopper};
 use crate::plan::classify::Method;
 use crate::plan::cost::part_size;
+use crate::plan::KmsSources;
 use crate::s3::object_store::{CompletedPart, CreateMultipartRequest, Grants, LockSettings, PartCopyRequest};
 use crate::s3::{CopyRequest, HeadResult, ObjectStore, S3CallError, S3ErrorKind, UpdateRequest, WriteResult};
 use crate::store::{ObjectStatus, OutcomeRecord, WorkItem};
@@ -74,6 +79,8 @@ pub struct TaskContext<S> {
     pub window: Arc<Semaphore>,
     pub policy: RetryPolicy,
     pub key_arn: String,
+    /// `--from-key` / `--rekey-kms`: which SSE-KMS objects move to `key_arn`.
+    pub kms_sources: KmsSources,
     pub bucket_key: bool,
     /// KMS requests one write (or one copied part) causes, as the estimate assumed
     /// (≈0.01 with a Bucket Key).
@@ -170,6 +177,18 @@ pub async fn migrate<S: ObjectStore>(ctx: &TaskContext<S>, item: WorkItem, seed:
             out.last_error =
                 Some(format!("changed since the inventory (ETag now {})", h.etag.as_deref().unwrap_or("?")));
         }
+        Ok(Settled::NotAsInventoried(why)) => {
+            out.status = ObjectStatus::Changed;
+            out.error_code = None;
+            out.last_error = Some(why);
+        }
+        Ok(Settled::LeftAlone(status, h)) => {
+            // Not failures: the attempts' errors (throttles before the HEAD got through) go.
+            out.status = status;
+            out.error_code = None;
+            out.last_error = None;
+            out.kms_key_id = h.kms_key_id;
+        }
         Err(Halt::Stopped) => {}
         Err(Halt::Failed(e)) => match e.kind {
             S3ErrorKind::NotFound => out.status = ObjectStatus::Gone,
@@ -213,6 +232,10 @@ enum Settled {
     AlreadyDone(HeadResult),
     /// After a 412: another writer changed it. Never overwritten.
     Changed(HeadResult),
+    /// An SSE-KMS candidate's HEAD shows it is not what the inventory saw (changed).
+    NotAsInventoried(String),
+    /// An SSE-KMS candidate's HEAD shows nothing to do: already_target_key or other_kms_key.
+    LeftAlone(ObjectStatus, HeadResult),
 }
 
 async fn update<S: ObjectStore>(
@@ -221,16 +244,32 @@ async fn update<S: ObjectStore>(
     tally: &Tally,
     rng: &Mutex<Rng>,
 ) -> Result<Settled, Halt> {
+    // Pin the inventoried version: a version written since is never touched, and a
+    // noncurrent version (`--versions all`) is updated in place and stays noncurrent.
+    let version_id = item.version_id.clone().filter(|v| !v.is_empty());
+    let mut kms = ctx.kms_per_write;
+    if item.encryption.as_deref() == Some("SSE-KMS") {
+        let h =
+            request(ctx, tally, rng, 0.0, || ctx.store.head(item.bucket.clone(), item.key.clone(), version_id.clone()))
+                .await?;
+        match kms_decision::decide(&h, item.etag.as_deref(), &ctx.key_arn, &ctx.kms_sources) {
+            KmsDecision::Update => {}
+            KmsDecision::AlreadyTarget => return Ok(Settled::LeftAlone(ObjectStatus::AlreadyTargetKey, h)),
+            KmsDecision::OtherKey => return Ok(Settled::LeftAlone(ObjectStatus::OtherKmsKey, h)),
+            KmsDecision::Changed(why) => return Ok(Settled::NotAsInventoried(why)),
+        }
+        // S3 decrypts the data key under the old key before encrypting it under the new
+        // one: paced as two KMS requests, as the estimate costed it (docs/cost-model.md).
+        kms *= 2.0;
+    }
     let req = UpdateRequest {
         bucket: item.bucket.clone(),
         key: item.key.clone(),
-        // Pin the inventoried version while it is the current one: a version written
-        // since the inventory is never touched.
-        version_id: item.version_id.clone().filter(|_| item.is_latest != Some(false)),
+        version_id,
         kms_key_arn: ctx.key_arn.clone(),
         bucket_key: ctx.bucket_key,
     };
-    let w = request(ctx, tally, rng, ctx.kms_per_write, || ctx.store.update_encryption(req.clone())).await?;
+    let w = request(ctx, tally, rng, kms, || ctx.store.update_encryption(req.clone())).await?;
     Ok(Settled::Written(w))
 }
 
@@ -660,6 +699,12 @@ fn finish<S>(ctx: &TaskContext<S>, out: OutcomeRecord, item: &WorkItem) -> Outco
         }
         ObjectStatus::NeedsRestore => {
             c.needs_restore.fetch_add(1, Relaxed);
+        }
+        ObjectStatus::AlreadyTargetKey => {
+            c.already_target_key.fetch_add(1, Relaxed);
+        }
+        ObjectStatus::OtherKmsKey => {
+            c.other_kms_key.fetch_add(1, Relaxed);
         }
         // A task never ends an object as Skipped: skipped rows are never read as work.
         ObjectStatus::Pending | ObjectStatus::Skipped => {}

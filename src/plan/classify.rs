@@ -4,9 +4,14 @@
 //! docs/cost-model.md. The facts behind them: UpdateObjectEncryption refuses NOT-SSE, DSSE-KMS and
 //! SSE-C sources and any object under retention or legal hold, and needs no restore
 //! (docs/s3-facts.md §0); CopyObject cannot read GLACIER / DEEP_ARCHIVE objects or
-//! archived Intelligent-Tiering tiers without a restore (§4.6).
+//! archived Intelligent-Tiering tiers without a restore (§4.6). UpdateObjectEncryption
+//! takes a version id and writes no new version, so it alone can re-encrypt a noncurrent
+//! version and leave it noncurrent (`--versions all`); it also moves an SSE-KMS object
+//! from one key to another (§0.1), which the run decides per object by HEAD, since the
+//! inventory does not say which key an object is under.
 
 use crate::inventory::{EncryptionStatus, InventoryRow, StorageClass};
+use crate::s3::object_store::same_kms_key;
 use crate::units::GIB;
 pub use crate::vocab::{Decision, Method, SkipReason};
 use serde::{Deserialize, Serialize};
@@ -24,6 +29,48 @@ pub enum MethodChoice {
     Copy,
 }
 
+/// `--versions`: which versions of a versioned bucket the plan takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Versions {
+    /// Only each key's current version.
+    #[default]
+    Current,
+    /// Noncurrent versions too, updated in place by version id (no new version).
+    All,
+}
+
+/// Which SSE-KMS objects the plan moves to the target key (`--from-key`, `--rekey-kms`).
+/// The inventory does not say which key an object is under: the run HEADs each
+/// candidate and decides ([`KmsSources::includes`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KmsSources {
+    /// SSE-KMS objects are skipped as `already_kms`.
+    #[default]
+    None,
+    /// `--from-key`: objects under these keys (full ARNs).
+    FromKeys(Vec<String>),
+    /// `--rekey-kms`: objects under any key but the target.
+    Any,
+}
+
+impl KmsSources {
+    /// SSE-KMS objects are candidates at all.
+    pub fn any(&self) -> bool {
+        !matches!(self, KmsSources::None)
+    }
+
+    /// An object under `key` (as HEAD reports it: a full ARN) is to be moved.
+    pub fn includes(&self, key: &str) -> bool {
+        match self {
+            KmsSources::None => false,
+            KmsSources::FromKeys(keys) => keys.iter().any(|k| same_kms_key(k, key)),
+            KmsSources::Any => true,
+        }
+    }
+}
+
 /// The part of the plan's options that decides a row's fate.
 #[derive(Debug, Clone, Serialize)]
 pub struct ClassifyOptions {
@@ -37,6 +84,11 @@ pub struct ClassifyOptions {
     /// Copies of objects larger than this are multipart copies. At most 5 GiB, the
     /// CopyObject limit.
     pub multipart_threshold: u64,
+    /// `--versions`.
+    pub versions: Versions,
+    /// `--from-key` or `--rekey-kms`: SSE-KMS objects are candidates for an update to the
+    /// target key; a HEAD at run time decides each (the inventory does not name the key).
+    pub kms_sources: KmsSources,
 }
 
 /// CopyObject copies at most 5 GiB in one request (docs/s3-facts.md §5).
@@ -52,6 +104,8 @@ impl Default for ClassifyOptions {
             max_size: None,
             report_has_versions: false,
             multipart_threshold: MAX_SINGLE_COPY,
+            versions: Versions::Current,
+            kms_sources: KmsSources::None,
         }
     }
 }
@@ -86,14 +140,16 @@ impl ClassifyOptions {
         if row.is_delete_marker {
             return Skip(SkipReason::DeleteMarker);
         }
-        if self.report_has_versions && row.is_latest != Some(true) {
+        let noncurrent = self.report_has_versions && row.is_latest != Some(true);
+        if noncurrent && self.versions == Versions::Current {
             return Skip(SkipReason::NoncurrentVersion);
         }
         if self.filtered(row) {
             return Skip(SkipReason::Filtered);
         }
+        let sse_kms = row.encryption == Some(EncryptionStatus::SseKms);
         match row.encryption {
-            Some(EncryptionStatus::SseKms) => return Skip(SkipReason::AlreadyKms),
+            Some(EncryptionStatus::SseKms) if !self.kms_sources.any() => return Skip(SkipReason::AlreadyKms),
             Some(EncryptionStatus::DsseKms) => return Skip(SkipReason::DsseKms),
             Some(EncryptionStatus::SseC) => return Skip(SkipReason::SseC),
             _ => {}
@@ -105,7 +161,13 @@ impl ClassifyOptions {
         let locked = is_locked(row);
         let sse_s3 = row.encryption == Some(EncryptionStatus::SseS3);
         match self.method {
-            MethodChoice::Auto | MethodChoice::Update if sse_s3 && !locked => Migrate(Method::Update),
+            MethodChoice::Auto | MethodChoice::Update if (sse_s3 || sse_kms) && !locked => Migrate(Method::Update),
+            // A copy would make the noncurrent version current (and leave it behind).
+            _ if noncurrent => Skip(SkipReason::NoncurrentNeedsCopy),
+            // Moving from one KMS key to another is an update only: a copy would need the
+            // object's key, which only a HEAD tells.
+            _ if sse_kms && locked => Skip(SkipReason::ObjectLock),
+            _ if sse_kms => Skip(SkipReason::AlreadyKms),
             MethodChoice::Update if locked => Skip(SkipReason::ObjectLock),
             MethodChoice::Update => Skip(SkipReason::NotEncrypted),
             _ if is_archived(row) => Skip(SkipReason::NeedsRestore),
@@ -249,6 +311,60 @@ mod tests {
         big.size = Some((8 << 20) + 1);
         assert_eq!(low.classify(&big), Migrate(Method::MultipartCopy));
         assert_eq!(opts(MethodChoice::Copy).classify(&row()), Migrate(Method::Copy));
+    }
+
+    #[test]
+    fn versions_all_updates_noncurrent_versions_in_place_or_names_why_not() {
+        let all = ClassifyOptions { versions: Versions::All, ..opts(MethodChoice::Auto) };
+        let mut old = row();
+        old.is_latest = Some(false);
+        assert_eq!(opts(MethodChoice::Auto).classify(&old), Skip(SkipReason::NoncurrentVersion));
+        assert_eq!(all.classify(&old), Migrate(Method::Update));
+        let mut plain = old.clone();
+        plain.encryption = Some(EncryptionStatus::NotSse);
+        assert_eq!(all.classify(&plain), Skip(SkipReason::NoncurrentNeedsCopy));
+        let mut locked = old.clone();
+        locked.legal_hold = true;
+        assert_eq!(all.classify(&locked), Skip(SkipReason::NoncurrentNeedsCopy));
+        let copy = ClassifyOptions { method: MethodChoice::Copy, ..all.clone() };
+        assert_eq!(copy.classify(&old), Skip(SkipReason::NoncurrentNeedsCopy));
+        // The current version is planned as before; delete markers stay skipped.
+        assert_eq!(all.classify(&plain_current()), Migrate(Method::Copy));
+        let mut marker = old.clone();
+        marker.is_delete_marker = true;
+        assert_eq!(all.classify(&marker), Skip(SkipReason::DeleteMarker));
+    }
+
+    fn plain_current() -> InventoryRow {
+        InventoryRow { encryption: Some(EncryptionStatus::NotSse), ..row() }
+    }
+
+    #[test]
+    fn kms_sources_make_sse_kms_objects_update_candidates_only() {
+        let from = ClassifyOptions { kms_sources: KmsSources::Any, ..opts(MethodChoice::Auto) };
+        let kms = InventoryRow { encryption: Some(EncryptionStatus::SseKms), ..row() };
+        assert_eq!(opts(MethodChoice::Auto).classify(&kms), Skip(SkipReason::AlreadyKms));
+        assert_eq!(from.classify(&kms), Migrate(Method::Update));
+        let locked = InventoryRow { lock_mode: Some("GOVERNANCE".into()), ..kms.clone() };
+        assert_eq!(from.classify(&locked), Skip(SkipReason::ObjectLock));
+        let copy = ClassifyOptions { method: MethodChoice::Copy, ..from.clone() };
+        assert_eq!(copy.classify(&kms), Skip(SkipReason::AlreadyKms));
+        for (enc, why) in [(EncryptionStatus::DsseKms, SkipReason::DsseKms), (EncryptionStatus::SseC, SkipReason::SseC)]
+        {
+            assert_eq!(from.classify(&InventoryRow { encryption: Some(enc), ..row() }), Skip(why));
+        }
+        // With --versions all, a noncurrent SSE-KMS version is a candidate too.
+        let all = ClassifyOptions { versions: Versions::All, ..from };
+        assert_eq!(all.classify(&InventoryRow { is_latest: Some(false), ..kms }), Migrate(Method::Update));
+    }
+
+    #[test]
+    fn kms_sources_compare_full_arns_and_ids() {
+        let a = "arn:aws:kms:us-east-1:111122223333:key/aaaa";
+        let from = KmsSources::FromKeys(vec![a.into()]);
+        assert!(from.includes(a) && from.includes("aaaa"));
+        assert!(!from.includes("arn:aws:kms:us-east-1:111122223333:key/bbbb"));
+        assert!(KmsSources::Any.includes("anything") && !KmsSources::None.includes(a));
     }
 
     #[test]

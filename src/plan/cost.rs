@@ -12,6 +12,12 @@
 //!   for classes with a minimum duration. On a versioned bucket the old version stays
 //!   and keeps costing storage every month instead.
 //!
+//! * an SSE-KMS object moved to the target key (`--from-key` / `--rekey-kms`): on top of
+//!   its update, 1 GET-class HeadObject at the class price (the run reads the object's key
+//!   before deciding) and 1 more KMS request (S3 decrypts the data key under the old key
+//!   before encrypting it under the new one; AWS does not document the count, so this is
+//!   the upper bound of two).
+//!
 //! Every total is a plain sum of per-object costs, so splitting the work (threads,
 //! shards) never changes the estimate beyond float rounding.
 
@@ -130,6 +136,24 @@ impl CostModel {
             }
         }
         c
+    }
+}
+
+impl CostModel {
+    /// What deciding and moving an SSE-KMS object costs beyond its update: the HEAD that
+    /// reads its key, and the KMS request under the old key.
+    pub fn kms_source_extra(&self, class: StorageClass) -> ObjectCost {
+        let p = self.prices.class(class);
+        let mut c = ObjectCost { s3_get_class: 1, kms: 1, ..ObjectCost::default() };
+        c.s3_requests_usd = p.get_per_1k / 1000.0;
+        c.kms_effective = if self.bucket_key { 1.0 - self.prices.bucket_key_reduction } else { 1.0 };
+        c.kms_usd = c.kms_effective * self.prices.kms_per_10k_requests / 10_000.0;
+        c
+    }
+
+    /// The HEAD alone (for the estimate's line of HEAD decisions).
+    pub fn head_usd(&self, class: StorageClass) -> f64 {
+        self.prices.class(class).get_per_1k / 1000.0
     }
 }
 

@@ -27,6 +27,12 @@ pub struct Tallies {
     pub unknown_size: u64,
     /// Locked objects that will be copied: the locked old version remains.
     pub locked_copies: u64,
+    /// Planned noncurrent versions (`--versions all`): updated in place by version id.
+    pub noncurrent_planned: u64,
+    /// Planned SSE-KMS objects (`--from-key` / `--rekey-kms`): each HEADed at run time.
+    pub kms_candidates: u64,
+    /// The dollars of those HEADs (part of the S3 request cost).
+    pub head_usd: f64,
 }
 
 impl Tallies {
@@ -40,7 +46,15 @@ impl Tallies {
         if method != Method::Update && super::classify::is_locked(row) {
             self.locked_copies += 1;
         }
-        let cost = model.object(method, class, size, row.last_modified_ms);
+        let mut cost = model.object(method, class, size, row.last_modified_ms);
+        if row.is_latest == Some(false) {
+            self.noncurrent_planned += 1;
+        }
+        if row.encryption == Some(crate::inventory::EncryptionStatus::SseKms) {
+            self.kms_candidates += 1;
+            self.head_usd += model.head_usd(class);
+            cost += model.kms_source_extra(class);
+        }
         let t = self.planned.entry((method, class)).or_default();
         t.objects += 1;
         t.bytes += size;
@@ -69,6 +83,9 @@ impl Tallies {
         self.copy_only += o.copy_only;
         self.unknown_size += o.unknown_size;
         self.locked_copies += o.locked_copies;
+        self.noncurrent_planned += o.noncurrent_planned;
+        self.kms_candidates += o.kms_candidates;
+        self.head_usd += o.head_usd;
     }
 
     pub fn planned_total(&self) -> Tally {
@@ -144,6 +161,12 @@ pub struct ObjectsInfo {
     pub unknown_size: u64,
     /// Locked objects that will be copied: each keeps its locked old version.
     pub locked_copies: u64,
+    /// Planned noncurrent versions (`--versions all`), updated in place by version id;
+    /// those only a copy could take are in `skipped.noncurrent_needs_copy`.
+    pub noncurrent_planned: u64,
+    /// Planned SSE-KMS objects (`--from-key` / `--rekey-kms`): a HEAD each at run time
+    /// decides whether it moves (`requests.head_decisions`).
+    pub kms_to_kms_candidates: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -153,11 +176,15 @@ pub struct RequestsInfo {
     /// After any Bucket Key reduction, rounded up.
     pub kms: u64,
     pub kms_without_bucket_key: u64,
+    /// HeadObject requests deciding SSE-KMS candidates (part of `s3_get_class`).
+    pub head_decisions: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CostUsd {
     pub s3_requests: f64,
+    /// The HEAD decisions' share of `s3_requests`.
+    pub head_decisions: f64,
     pub retrieval: f64,
     pub kms_requests: f64,
     pub early_deletion: f64,
@@ -210,6 +237,10 @@ pub struct Assumptions {
     pub versioned_source: &'static str,
     pub multipart_threshold_bytes: u64,
     pub multipart_part_size: &'static str,
+    /// `--versions`: current | all.
+    pub versions: super::classify::Versions,
+    /// `--from-key` / `--rekey-kms`: `"none"`, `{"from_keys": [ARN, ...]}` or `"any"`.
+    pub kms_sources: super::classify::KmsSources,
     pub prices: PriceTable,
     pub notes: Vec<String>,
 }
@@ -283,6 +314,18 @@ fn notes(t: &Tallies, bucket_key: bool, prices: &PriceTable) -> Vec<String> {
     if t.locked_copies > 0 {
         notes.push(format!("{} locked objects are copied: each keeps its locked old version", t.locked_copies));
     }
+    if t.noncurrent_planned > 0 {
+        notes.push(format!(
+            "{} noncurrent versions are updated in place by version id: no new version, they stay noncurrent",
+            t.noncurrent_planned
+        ));
+    }
+    if t.kms_candidates > 0 {
+        notes.push(format!(
+            "{} SSE-KMS objects: a HEAD each (GET-class) reads the key they are under; those already under the target key end as already_target_key; a move is costed at 2 KMS requests (decrypt under the old key, encrypt under the new; AWS does not document the count)",
+            t.kms_candidates
+        ));
+    }
     notes
 }
 
@@ -312,15 +355,19 @@ impl Estimate {
                 skipped,
                 unknown_size: t.unknown_size,
                 locked_copies: t.locked_copies,
+                noncurrent_planned: t.noncurrent_planned,
+                kms_to_kms_candidates: t.kms_candidates,
             },
             requests: RequestsInfo {
                 s3_put_class: c.s3_put_class,
                 s3_get_class: c.s3_get_class,
                 kms: (c.kms_effective - 1e-9).ceil().max(0.0) as u64,
                 kms_without_bucket_key: c.kms,
+                head_decisions: t.kms_candidates,
             },
             cost_usd: CostUsd {
                 s3_requests: usd(c.s3_requests_usd),
+                head_decisions: usd(t.head_usd),
                 retrieval: usd(c.retrieval_usd),
                 kms_requests: usd(c.kms_usd),
                 early_deletion: usd(c.early_deletion_usd),
@@ -353,6 +400,8 @@ impl Estimate {
                 versioned_source: i.versioned_source,
                 multipart_threshold_bytes: i.classify.multipart_threshold,
                 multipart_part_size: "max(512 MiB, ceil(size / 10,000))",
+                versions: i.classify.versions,
+                kms_sources: i.classify.kms_sources.clone(),
                 prices: prices.clone(),
                 notes,
             },

@@ -17,7 +17,7 @@ pub mod settings;
 pub mod shard;
 pub mod stored;
 
-pub use classify::{ClassifyOptions, Decision, Method, MethodChoice, SkipReason};
+pub use classify::{ClassifyOptions, Decision, KmsSources, Method, MethodChoice, SkipReason, Versions};
 pub use cost::{CostModel, KmsQuota, ObjectCost, Pace};
 pub use estimate::{Estimate, ShardInfo, Tallies};
 pub use prices::PriceTable;

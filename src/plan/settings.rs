@@ -9,7 +9,7 @@
 
 use crate::inventory::{EncryptionStatus, OpenOptions};
 use crate::plan::classify::MAX_SINGLE_COPY;
-use crate::plan::{ClassifyOptions, KmsQuota, MethodChoice, Pace, PlanConfig, PriceTable};
+use crate::plan::{ClassifyOptions, KmsQuota, KmsSources, MethodChoice, Pace, PlanConfig, PriceTable, Versions};
 use crate::units::ByteSize;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
@@ -70,6 +70,17 @@ pub struct PlanSettings {
     /// auto: UpdateObjectEncryption where S3 allows it, else copy.
     #[arg(long, value_enum)]
     pub method: Option<MethodChoice>,
+    /// current: only each key's current version. all: noncurrent versions too, updated in
+    /// place by version id (no new version); those only a copy could take are skipped.
+    #[arg(long, value_enum)]
+    pub versions: Option<Versions>,
+    /// SSE-KMS objects under this key (full ARN, repeatable) move to --kms-key; a HEAD
+    /// per object decides (the inventory does not name the key).
+    #[arg(long, value_name = "ARN", conflicts_with = "rekey_kms")]
+    pub from_key: Option<Vec<String>>,
+    /// SSE-KMS objects under any other key move to --kms-key (a HEAD per object decides).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub rekey_kms: Option<bool>,
     /// Enable S3 Bucket Keys on re-encrypted objects (up to 99 % fewer KMS requests).
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pub bucket_key: Option<bool>,
@@ -190,6 +201,9 @@ impl PlanSettings {
             virtual_host,
             allow_http,
             method,
+            versions,
+            from_key,
+            rekey_kms,
             bucket_key,
             include_prefix,
             exclude_prefix,
@@ -226,6 +240,11 @@ pub struct KeyArn {
 
 impl KeyArn {
     pub fn parse(s: &str) -> Result<KeyArn, String> {
+        KeyArn::parse_flag("--kms-key", s)
+    }
+
+    /// As [`KeyArn::parse`], the error naming `flag`.
+    pub fn parse_flag(flag: &str, s: &str) -> Result<KeyArn, String> {
         let parts: Vec<&str> = s.splitn(6, ':').collect();
         let why = if !s.starts_with("arn:") {
             "it is a bare key id or alias name; UpdateObjectEncryption requires the full key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)"
@@ -240,8 +259,31 @@ impl KeyArn {
         } else {
             return Ok(KeyArn { arn: s.to_string(), region: parts[3].into(), account: parts[4].into() });
         };
-        Err(format!("--kms-key {s}: {why}"))
+        Err(format!("{flag} {s}: {why}"))
     }
+}
+
+/// `--from-key` / `--rekey-kms`, checked. Moving between KMS keys is UpdateObjectEncryption
+/// only, which takes nothing but full key ARNs (docs/s3-facts.md §0); S3 reports an
+/// object's key as its ARN, so the keys compared with it must be ARNs too.
+fn kms_sources(s: &PlanSettings, method: MethodChoice) -> Result<KmsSources> {
+    let from: Vec<String> = s.from_key.clone().unwrap_or_default();
+    let any = s.rekey_kms.unwrap_or(false);
+    let sources = match (from.is_empty(), any) {
+        (true, false) => return Ok(KmsSources::None),
+        (false, true) => bail!("--from-key and --rekey-kms: pass one (--rekey-kms already takes every other key)"),
+        (true, true) => KmsSources::Any,
+        (false, false) => {
+            for k in &from {
+                KeyArn::parse_flag("--from-key", k).map_err(anyhow::Error::msg)?;
+            }
+            KmsSources::FromKeys(from)
+        }
+    };
+    if method == MethodChoice::Copy {
+        bail!("--from-key / --rekey-kms move objects with UpdateObjectEncryption, which --method copy does not use");
+    }
+    Ok(sources)
 }
 
 /// What the CLI resolved from the settings, beyond the plan itself.
@@ -284,6 +326,7 @@ pub fn resolve(s: &PlanSettings) -> Result<Resolved> {
         (None, Some(k)) => k.region.clone(),
         (None, None) => env_region.unwrap_or_else(|| "us-east-1".into()),
     };
+    let kms_sources = kms_sources(s, method)?;
     let threshold = s.multipart_threshold.map(|b| b.0).unwrap_or(MAX_SINGLE_COPY);
     if threshold == 0 || threshold > MAX_SINGLE_COPY {
         bail!("--multipart-threshold {threshold}: must be between 1 byte and 5GiB (the CopyObject limit)");
@@ -335,6 +378,8 @@ pub fn resolve(s: &PlanSettings) -> Result<Resolved> {
             max_size: s.max_size.map(|b| b.0),
             report_has_versions: false,
             multipart_threshold: threshold,
+            versions: s.versions.unwrap_or_default(),
+            kms_sources,
         },
         versioned: s.versioned,
         bucket_key: s.bucket_key.unwrap_or(false),
@@ -436,6 +481,40 @@ mod tests {
     fn job_file_typos_are_refused_with_their_line() {
         let e = toml::from_str::<PlanSettings>("inventory = \"a\"\nkms_key = \"x\"\n").unwrap_err().to_string();
         assert!(e.contains("line 2") && e.contains("unknown field `kms_key`"), "{e}");
+    }
+
+    #[test]
+    fn from_keys_must_be_arns_and_exclude_rekey_kms_and_copy() {
+        let base = PlanSettings { inventory: Some("m.json".into()), kms_key: Some(KEY.into()), ..Default::default() };
+        let with = |f: &dyn Fn(&mut PlanSettings)| {
+            let mut s = base.clone();
+            f(&mut s);
+            resolve(&s)
+        };
+        let other = "arn:aws:kms:eu-west-1:123456789012:key/other";
+        let r = with(&|s| s.from_key = Some(vec![other.into()])).unwrap();
+        assert_eq!(r.plan.classify.kms_sources, KmsSources::FromKeys(vec![other.into()]));
+        assert_eq!(with(&|s| s.rekey_kms = Some(true)).unwrap().plan.classify.kms_sources, KmsSources::Any);
+        assert_eq!(resolve(&base).unwrap().plan.classify.kms_sources, KmsSources::None);
+        let e = with(&|s| s.from_key = Some(vec!["alias/old".into()])).unwrap_err().to_string();
+        assert!(e.starts_with("--from-key alias/old:"), "{e}");
+        let e = with(&|s| {
+            s.from_key = Some(vec![other.into()]);
+            s.rekey_kms = Some(true);
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("pass one"), "{e}");
+        let e = with(&|s| {
+            s.rekey_kms = Some(true);
+            s.method = Some(MethodChoice::Copy);
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--method copy"), "{e}");
+        let file: PlanSettings = toml::from_str("versions = \"all\"\nfrom-key = [\"x\"]\n").unwrap();
+        assert_eq!(file.versions, Some(Versions::All));
+        assert_eq!(file.from_key, Some(vec!["x".to_string()]));
     }
 
     #[test]

@@ -132,6 +132,14 @@ async fn judge(
                 format!("{at} was {what}, so no {} was proven before the run", item.method.as_str()),
             )
         }
+        ObjectStatus::AlreadyTargetKey | ObjectStatus::OtherKmsKey => {
+            let what = if row.status == ObjectStatus::AlreadyTargetKey {
+                "already under the target key"
+            } else {
+                "under a KMS key that is not a --from-key (left alone)"
+            };
+            Check::new(Verdict::Warn, &title, format!("{at} was {what}, so no update was proven before the run"))
+        }
         ObjectStatus::Failed => {
             Check::new(Verdict::Fail, &title, format!("{at}: {}", canary_failure(item.method, &code, &last_error)))
         }

@@ -392,15 +392,23 @@ impl ObjectStore for FakeStore {
         self.admit(true).await?;
         self.counters.lock().unwrap().updates += 1;
         let mut objects = self.objects.lock().unwrap();
-        let o = objects.get_mut(&(r.bucket, r.key)).ok_or_else(Self::no_such_key)?;
-        if r.version_id.is_some() && o.version_id != r.version_id {
-            return Err(Self::err(
-                S3ErrorKind::NotFound,
-                404,
-                "NoSuchVersion",
-                "The specified version does not exist.",
-            ));
-        }
+        let mut noncurrent = self.noncurrent.lock().unwrap();
+        let current = objects.get_mut(&(r.bucket.clone(), r.key.clone()));
+        // A version id names the current version or, updated in place, a noncurrent one.
+        let o = match (current, &r.version_id) {
+            (Some(o), None) => o,
+            (Some(o), Some(v)) if o.version_id.as_deref() == Some(v.as_str()) => o,
+            (None, None) => return Err(Self::no_such_key()),
+            (current, Some(v)) => {
+                let exists = current.is_some();
+                noncurrent.get_mut(&(r.bucket, r.key, v.clone())).ok_or_else(|| match exists {
+                    true => {
+                        Self::err(S3ErrorKind::NotFound, 404, "NoSuchVersion", "The specified version does not exist.")
+                    }
+                    false => Self::no_such_key(),
+                })?
+            }
+        };
         if o.sse.is_none() || o.locked {
             return Err(Self::err(S3ErrorKind::Rejected, 400, "InvalidRequest", "This object cannot be updated."));
         }

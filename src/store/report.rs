@@ -49,7 +49,8 @@ pub struct ReportRow {
 pub enum ReportScope {
     /// Every object in the checkpoint, skipped ones included.
     All,
-    /// Objects a run dealt with and did not re-encrypt: failed, changed, gone, needs_restore.
+    /// Objects a run dealt with and did not re-encrypt: failed, changed, gone, needs_restore,
+    /// and other_kms_key (still under a key other than the target).
     Failed,
     /// Objects a run dealt with, whatever the outcome (what a Batch Operations job reports:
     /// pending and skipped objects were never tasks).
@@ -59,7 +60,7 @@ pub enum ReportScope {
 }
 
 /// Statuses of objects a run finished without re-encrypting them.
-pub const NOT_DONE_STATUSES: &str = "status IN ('failed', 'changed', 'gone', 'needs_restore')";
+pub const NOT_DONE_STATUSES: &str = "status IN ('failed', 'changed', 'gone', 'needs_restore', 'other_kms_key')";
 
 const REPORT_COLUMNS: &str =
     "id, bucket, key, version_id, size, storage_class, encryption, method, skip_reason, status, \

@@ -82,8 +82,9 @@ pub(super) fn create(conn: &Connection) -> rusqlite::Result<()> {
             method            TEXT,
             -- a SkipReason name; NULL when planned
             skip_reason       TEXT,
-            -- pending → done | failed | changed | gone | needs_restore (exec::ObjectStatus)
-            status            TEXT NOT NULL CHECK (status IN ('pending', 'done', 'failed', 'skipped', 'changed', 'gone', 'needs_restore')),
+            -- pending → done | failed | changed | gone | needs_restore | already_target_key
+            -- | other_kms_key (vocab::ObjectStatus)
+            status            TEXT NOT NULL CHECK (status IN ('pending', 'done', 'failed', 'skipped', 'changed', 'gone', 'needs_restore', 'already_target_key', 'other_kms_key')),
             attempts          INTEGER NOT NULL DEFAULT 0,
             -- S3's error code of the last failed attempt, and the whole message
             error_code        TEXT,

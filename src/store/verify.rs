@@ -1,4 +1,5 @@
-//! The checkpoint as `rekey verify` sees it: the `done` rows to check, in pages or as a
+//! The checkpoint as `rekey verify` sees it: the `done` rows (and `already_target_key`
+//! ones, which a run found under the key without writing) to check, in pages or as a
 //! seeded random sample, and the verdicts recorded back in batches.
 
 use super::{sql, Checkpoint, StoreError};
@@ -24,7 +25,13 @@ pub struct VerifyItem {
     pub method: Method,
     /// The version the run wrote (copies), as S3 reported it.
     pub new_version_id: Option<String>,
+    /// The inventory's IsLatest: a noncurrent version (`--versions all`) is checked by its
+    /// version id.
+    pub is_latest: Option<bool>,
 }
+
+/// The rows `rekey verify` checks: re-encrypted by the run, or found under the key.
+const VERIFIABLE: &str = "status IN ('done', 'already_target_key')";
 
 /// One verdict to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +44,7 @@ pub struct VerdictRecord {
     pub verified_at: String,
 }
 
-const ITEM_COLUMNS: &str = "id, bucket, key, version_id, size, etag, storage_class, method, new_version_id";
+const ITEM_COLUMNS: &str = "id, bucket, key, version_id, size, etag, storage_class, method, new_version_id, is_latest";
 
 fn item(r: &rusqlite::Row<'_>) -> rusqlite::Result<VerifyItem> {
     let method: String = r.get(7)?;
@@ -52,6 +59,7 @@ fn item(r: &rusqlite::Row<'_>) -> rusqlite::Result<VerifyItem> {
         method: Method::parse(&method)
             .ok_or_else(|| rusqlite::Error::FromSqlConversionFailure(7, rusqlite::types::Type::Text, method.into()))?,
         new_version_id: r.get(8)?,
+        is_latest: r.get(9)?,
     })
 }
 
@@ -59,7 +67,7 @@ impl Checkpoint {
     /// The number of `done` objects.
     pub fn done_count(&self) -> Result<u64, StoreError> {
         self.conn
-            .query_row("SELECT COUNT(*) FROM objects WHERE status = 'done'", [], |r| r.get::<_, i64>(0))
+            .query_row(&format!("SELECT COUNT(*) FROM objects WHERE {VERIFIABLE}"), [], |r| r.get::<_, i64>(0))
             .map(|n| n as u64)
             .map_err(sql(&self.path))
     }
@@ -69,7 +77,7 @@ impl Checkpoint {
         let mut stmt = self
             .conn
             .prepare_cached(&format!(
-                "SELECT {ITEM_COLUMNS} FROM objects WHERE status = 'done' AND id > ?1 ORDER BY id LIMIT ?2"
+                "SELECT {ITEM_COLUMNS} FROM objects WHERE {VERIFIABLE} AND id > ?1 ORDER BY id LIMIT ?2"
             ))
             .map_err(sql(&self.path))?;
         let rows = stmt.query_map(params![after, limit as i64], item).map_err(sql(&self.path))?;
@@ -85,7 +93,7 @@ impl Checkpoint {
         {
             let mut stmt = self
                 .conn
-                .prepare_cached("SELECT id FROM objects WHERE status = 'done' ORDER BY id")
+                .prepare_cached(&format!("SELECT id FROM objects WHERE {VERIFIABLE} ORDER BY id"))
                 .map_err(sql(&self.path))?;
             let ids = stmt.query_map([], |r| r.get::<_, i64>(0)).map_err(sql(&self.path))?;
             for (seen, id) in ids.enumerate() {

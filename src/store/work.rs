@@ -19,7 +19,7 @@ pub(super) fn todo_queries() -> [String; 4] {
     [
         format!(
             "SELECT id, bucket, key, version_id, is_latest, size, etag, storage_class, checksum_algorithm, method, attempts,
-                    lock_mode, lock_retain_until, legal_hold, upload_id
+                    lock_mode, lock_retain_until, legal_hold, upload_id, encryption
              FROM objects {TODO_INDEX} WHERE id > ?1 AND {TODO_WHERE} ORDER BY id LIMIT ?2"
         ),
         format!("SELECT id FROM objects {TODO_INDEX} WHERE {TODO_WHERE} AND method = ?1 ORDER BY id LIMIT 1"),
@@ -53,6 +53,9 @@ pub struct WorkItem {
     pub legal_hold: bool,
     /// A multipart upload an earlier run opened and did not close: aborted before retrying.
     pub upload_id: Option<String>,
+    /// The inventory's EncryptionStatus (`SSE-S3`, `SSE-KMS`, ...): an SSE-KMS row is
+    /// HEADed before its update, to learn which key it is under.
+    pub encryption: Option<String>,
 }
 
 /// What to write back for one object.
@@ -135,6 +138,7 @@ impl TodoReader {
                     lock_retain_until: r.get(12)?,
                     legal_hold: r.get::<_, Option<bool>>(13)?.unwrap_or(false),
                     upload_id: r.get(14)?,
+                    encryption: r.get(15)?,
                 })
             })
             .map_err(sql(&self.path))?;

@@ -35,13 +35,23 @@ impl Finding {
     }
 }
 
-/// Check one object's current version against the plan.
+/// Check one object's current version against the plan; a noncurrent version updated in
+/// place (`--versions all`) is checked by its version id.
 pub async fn check<S: ObjectStore>(store: &S, policy: &RetryPolicy, expect: &Expect, item: &VerifyItem) -> Finding {
-    let head = retrying(policy, item.id, || store.head_plain(item.bucket.clone(), item.key.clone(), None)).await;
+    let version = match item.method {
+        Method::Update if item.is_latest == Some(false) => real_version(item.version_id.as_deref()).map(str::to_string),
+        _ => None,
+    };
+    let head =
+        retrying(policy, item.id, || store.head_plain(item.bucket.clone(), item.key.clone(), version.clone())).await;
     let head = match head {
         Ok(h) => h,
         Err(e) if e.kind == S3ErrorKind::NotFound => {
-            return Finding::new(Verdict::Missing, Some("HEAD answered 404: the object has no current version".into()));
+            let what = match &version {
+                Some(v) => format!("HEAD answered 404: version {v} is gone"),
+                None => "HEAD answered 404: the object has no current version".into(),
+            };
+            return Finding::new(Verdict::Missing, Some(what));
         }
         Err(e) => {
             let refused = (e.kind == S3ErrorKind::Fatal).then(|| describe(&e));

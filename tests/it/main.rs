@@ -26,3 +26,4 @@ mod s3_inventory;
 mod security;
 mod shards_cli;
 mod verify_emulator;
+mod versions_emulator;

@@ -936,6 +936,7 @@ async fn the_window_shrinks_while_every_slot_is_busy() {
         window: Arc::new(Semaphore::new(16)),
         policy: RetryPolicy::default(),
         key_arn: KEY_ARN.into(),
+        kms_sources: crate::plan::KmsSources::None,
         bucket_key: false,
         kms_per_write: 1.0,
         counters: counters.clone(),
@@ -1015,4 +1016,68 @@ async fn the_default_window_follows_what_the_client_drives_not_a_far_higher_quot
     // 32 slots drive the cap; one doubling past it may stand while it is measured.
     assert!(s.window >= servers as u64 / 2, "window {} shrank below what drives the cap", s.window);
     assert!(s.window <= 4 * servers as u64, "window {} for {servers} requests in service", s.window);
+}
+
+/// 15. `--versions all` and `--from-key`: a noncurrent version is updated in place by its
+///     id (the current version untouched, no new version); SSE-KMS rows are HEADed and
+///     end done, already_target_key, other_kms_key or changed, with a write only for the
+///     first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn noncurrent_versions_in_place_and_kms_sources_decided_by_head() {
+    const OLD: &str = "arn:aws:kms:us-east-1:111122223333:key/old";
+    const OTHER: &str = "arn:aws:kms:us-east-1:111122223333:key/other";
+    let kms_row = |key: &str| {
+        let mut p = planned(key, Method::Update);
+        p.row.encryption = Some(EncryptionStatus::SseKms);
+        p
+    };
+    let mut old_version = planned("doc", Method::Update);
+    old_version.row.version_id = Some("v-old".into());
+    old_version.row.is_latest = Some(false);
+    let objs = [old_version.clone(), kms_row("from-old"), kms_row("at-target"), kms_row("other"), kms_row("changed")];
+    let (_dir, path, store) = setup(&objs[1..], FakeBehaviour::default());
+    // "doc": the inventoried noncurrent version under a current one the plan does not hold.
+    store.insert(BUCKET, "doc", FakeObject { version_id: Some("v-now".into()), ..FakeObject::sse_s3("now") });
+    store.insert_noncurrent(BUCKET, "doc", fake_of(&old_version));
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute(
+            "INSERT INTO objects (bucket, key, version_id, is_latest, is_delete_marker, etag, encryption, legal_hold, method, status)
+             VALUES (?1, 'doc', 'v-old', 0, 0, 'etag-doc', 'SSE-S3', 0, 'update', 'pending')",
+            [BUCKET],
+        )
+        .unwrap();
+    }
+    for (key, kms) in [("from-old", OLD), ("at-target", KEY_ARN), ("other", OTHER), ("changed", OLD)] {
+        let mut o = store.get(BUCKET, key).unwrap();
+        o.sse = Some("aws:kms".into());
+        o.kms_key_id = Some(kms.into());
+        if key == "changed" {
+            o.etag = "rewritten".into();
+        }
+        store.insert(BUCKET, key, o);
+    }
+    let mut cfg = config(&path);
+    cfg.kms_sources = crate::plan::KmsSources::FromKeys(vec![OLD.into()]);
+    let report = run_once(&store, cfg).await;
+    assert_eq!(report.stop, None);
+    let s = &report.last;
+    assert_eq!((s.done, s.already_target_key, s.other_kms_key, s.changed, s.failed), (2, 1, 1, 1, 0));
+    assert_eq!(
+        statuses(&path),
+        counts(&[("done", 2), ("already_target_key", 1), ("other_kms_key", 1), ("changed", 1)])
+    );
+    let old = store.get_noncurrent(BUCKET, "doc", "v-old").unwrap();
+    assert_eq!((old.sse.as_deref(), old.kms_key_id.as_deref(), old.writes), (Some("aws:kms"), Some(KEY_ARN), 1));
+    let now = fake(&store, "doc");
+    assert_eq!((now.sse.as_deref(), now.writes, now.version_id.as_deref()), (Some("AES256"), 0, Some("v-now")));
+    assert_eq!(fake(&store, "from-old").kms_key_id.as_deref(), Some(KEY_ARN));
+    for (key, kms) in [("at-target", KEY_ARN), ("other", OTHER), ("changed", OLD)] {
+        let o = fake(&store, key);
+        assert_eq!((o.kms_key_id.as_deref(), o.writes), (Some(kms), 0), "{key}");
+    }
+    let rows = read_rows(&path);
+    assert_eq!(row(&rows, "other").kms_key_id.as_deref(), Some(OTHER), "the key it is under is recorded");
+    assert!(row(&rows, "changed").last_error.as_deref().unwrap().contains("ETag now rewritten"));
+    assert_eq!(store.counters().updates, 2);
 }
