@@ -73,6 +73,7 @@ fn done(id: i64) -> OutcomeRecord {
         kms_key_id: Some("arn:aws:kms:us-east-1:111122223333:key/k".into()),
         new_checksum: None,
         upload_id: None,
+        redecided: None,
     }
 }
 

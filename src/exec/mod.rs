@@ -23,6 +23,7 @@ pub mod config;
 pub mod engine;
 pub mod limiter;
 pub mod progress;
+pub mod redecide;
 pub mod retry;
 pub mod task;
 pub mod writer;
@@ -108,6 +109,8 @@ pub struct RunCounters {
     pub changed: AtomicU64,
     pub gone: AtomicU64,
     pub needs_restore: AtomicU64,
+    /// Objects a HEAD showed need nothing or cannot be done (`exec::redecide`).
+    pub skipped: AtomicU64,
     pub bytes_done: AtomicU64,
     pub requests: AtomicU64,
     /// Requests that cost KMS requests (every write but a Bucket Key's share): what KMS
@@ -140,6 +143,7 @@ impl RunCounters {
             + self.changed.load(Relaxed)
             + self.gone.load(Relaxed)
             + self.needs_restore.load(Relaxed)
+            + self.skipped.load(Relaxed)
     }
 }
 

@@ -19,7 +19,7 @@ pub use report::{ExportRow, ImportEffect, ImportedOutcome, Importer, ReportRow, 
 pub use schema::SCHEMA_VERSION;
 
 pub use verify::{VerdictRecord, VerifyItem};
-pub use work::{OutcomeRecord, OutcomeWriter, TodoReader, TodoTotals, WorkItem};
+pub use work::{OutcomeRecord, OutcomeWriter, Redecided, TodoReader, TodoTotals, WorkItem};
 
 use crate::inventory::InventoryRow;
 use crate::vocab::{Decision, Method, SkipReason};

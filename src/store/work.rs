@@ -28,7 +28,8 @@ pub(super) fn todo_queries() -> [String; 4] {
     ]
 }
 use super::{sql, StoreError};
-use crate::vocab::{Method, ObjectStatus};
+use crate::inventory::EncryptionStatus;
+use crate::vocab::{Decision, Method, ObjectStatus};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -72,6 +73,16 @@ pub struct OutcomeRecord {
     pub new_checksum: Option<String>,
     /// A multipart upload still open (its abort failed): the next run aborts it.
     pub upload_id: Option<String>,
+    /// The run decided the object again from a HEAD (`exec::redecide`): recorded as its
+    /// method or skip reason, with the encryption the HEAD showed.
+    pub redecided: Option<Redecided>,
+}
+
+/// A decision made at run time from what S3 said of the object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Redecided {
+    pub decision: Decision,
+    pub encryption: EncryptionStatus,
 }
 
 fn open(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
@@ -188,7 +199,10 @@ impl OutcomeWriter {
                      retryable = ?6, note = ?7, new_etag = COALESCE(?8, new_etag),
                      new_version_id = COALESCE(?9, new_version_id), kms_key_id = COALESCE(?10, kms_key_id),
                      finished_at = CASE WHEN ?2 = 'pending' THEN NULL ELSE ?11 END,
-                     new_checksum = COALESCE(?12, new_checksum), upload_id = ?13
+                     new_checksum = COALESCE(?12, new_checksum), upload_id = ?13,
+                     method = CASE WHEN ?14 THEN ?15 ELSE method END,
+                     skip_reason = CASE WHEN ?14 THEN ?16 ELSE skip_reason END,
+                     encryption = COALESCE(?17, encryption)
                      WHERE id = ?1",
                 )
                 .map_err(sql(&self.path))?;
@@ -208,6 +222,16 @@ impl OutcomeWriter {
                     now,
                     o.new_checksum,
                     o.upload_id,
+                    o.redecided.is_some(),
+                    o.redecided.and_then(|r| match r.decision {
+                        Decision::Migrate(m) => Some(m),
+                        Decision::Skip(_) => None,
+                    }),
+                    o.redecided.and_then(|r| match r.decision {
+                        Decision::Skip(reason) => Some(reason),
+                        Decision::Migrate(_) => None,
+                    }),
+                    o.redecided.map(|r| r.encryption.as_str()),
                 ])
                 .map_err(sql(&self.path))?;
             }

@@ -16,6 +16,7 @@ mod faults_emulator;
 mod fidelity_emulator;
 mod job_cli;
 mod job_emulator;
+mod listing_emulator;
 mod plan_cli;
 mod preflight_emulator;
 mod report_cli;
