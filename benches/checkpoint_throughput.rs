@@ -74,6 +74,7 @@ fn done(id: i64) -> OutcomeRecord {
         new_checksum: None,
         upload_id: None,
         replaced_version_id: None,
+        redecided: None,
     }
 }
 

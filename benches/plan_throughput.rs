@@ -17,7 +17,7 @@ const CREATED: i64 = 1_764_000_000_000;
 fn config(manifest: &std::path::Path) -> PlanConfig {
     PlanConfig {
         inventory: manifest.display().to_string(),
-        open: OpenOptions { verify: true, assume_encryption: None },
+        open: OpenOptions { verify: true, ..OpenOptions::default() },
         classify: ClassifyOptions::default(),
         versioned: None,
         bucket_key: false,

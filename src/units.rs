@@ -114,9 +114,12 @@ pub fn ms_from_rfc3339(s: &str) -> Option<i64> {
 }
 
 pub fn now_rfc3339() -> String {
-    let ms =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
-    rfc3339_from_ms(ms)
+    rfc3339_from_ms(now_ms())
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// A small, fast, seeded PRNG (SplitMix64): the same seed gives the same inventory.

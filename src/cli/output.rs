@@ -34,14 +34,30 @@ fn table(e: &Estimate) -> String {
     let mut o = String::new();
     let inv = &e.inventory;
     let _ = writeln!(o, "rekey estimate for {}", inv.source);
-    let _ = writeln!(
-        o,
-        "  inventory: {} rows in {} data file(s){}{}",
-        thousands(inv.rows),
-        inv.files,
-        inv.source_bucket.as_ref().map(|b| format!(", bucket {b}")).unwrap_or_default(),
-        inv.created.as_ref().map(|c| format!(", taken {c}")).unwrap_or_default(),
-    );
+    match &e.listing {
+        Some(l) => {
+            let _ = writeln!(
+                o,
+                "  live listing: {} entries in {} {} page(s){}, listed {}",
+                thousands(inv.rows),
+                thousands(l.list_requests),
+                l.api,
+                if l.head_requests > 0 { format!(" + {} HEADs", thousands(l.head_requests)) } else { String::new() },
+                inv.created.as_deref().unwrap_or("?"),
+            );
+            let _ = writeln!(o, "  encryption: {}", l.encryption);
+        }
+        None => {
+            let _ = writeln!(
+                o,
+                "  inventory: {} rows in {} data file(s){}{}",
+                thousands(inv.rows),
+                inv.files,
+                inv.source_bucket.as_ref().map(|b| format!(", bucket {b}")).unwrap_or_default(),
+                inv.created.as_ref().map(|c| format!(", taken {c}")).unwrap_or_default(),
+            );
+        }
+    }
     let _ = writeln!(o);
     let _ = writeln!(o, "Planned: {} objects, {}", thousands(e.objects.planned), human_bytes(e.objects.planned_bytes));
     if !e.breakdown.is_empty() {
@@ -115,6 +131,9 @@ fn table(e: &Estimate) -> String {
     ] {
         let _ = writeln!(o, "  {label:<27} {:>12}", money(v));
     }
+    if e.listing.is_some() {
+        let _ = writeln!(o, "  {:<27} {:>12}", "listing (spent planning)", money(c.listing));
+    }
     let _ = writeln!(o, "  {:<27} {:>12}", "total", money(c.total));
     let _ = writeln!(o, "  {:<27} {:>12}", "same objects, copy only", money(e.alternatives_usd.copy_only));
     let _ = writeln!(o, "  {:<27} {:>12}", "via S3 Batch Operations", money(e.alternatives_usd.batch_operations));
@@ -183,6 +202,17 @@ fn csv_rows(e: &Estimate) -> Vec<[String; 7]> {
         row("noncurrent_storage_per_month", m, c, n, String::new(), "per month", l.noncurrent_storage_usd_per_month);
     }
     let planned = e.objects.planned.to_string();
+    if let Some(l) = &e.listing {
+        row(
+            "listing",
+            l.api,
+            "",
+            String::new(),
+            (l.list_requests + l.head_requests).to_string(),
+            "requests",
+            l.cost_usd,
+        );
+    }
     row("total", "", "", planned.clone(), String::new(), "", e.cost_usd.total);
     row("alternative_copy_only", "", "", planned.clone(), String::new(), "", e.alternatives_usd.copy_only);
     row(

@@ -7,6 +7,7 @@
 //! start from it, so a default is written once.
 
 use super::progress::ProgressMode;
+use super::redecide::Redecide;
 use super::task::Fidelity;
 use super::{FailureBudget, RetryPolicy, RunConfig};
 use crate::plan::settings::{DEFAULT_KMS_SHARE, DEFAULT_S3_RPS};
@@ -118,6 +119,11 @@ impl RunConfig {
         cfg.fidelity = o.fidelity;
         cfg.part_size = o.part_size;
         cfg.progress = o.progress;
+        // A plan whose objects' encryption nobody read (a live listing, or
+        // --assume-encryption) is checked object by object (exec::redecide).
+        if s.is_listing() || s.assume_encryption.is_some() {
+            cfg.redecide = Some(Redecide { classify: s.classify_options(), head_first: s.run_heads_first() });
+        }
         Ok(cfg)
     }
 }

@@ -3,6 +3,7 @@
 
 use super::limiter::{AdaptiveLimiter, SlowStart};
 use super::progress::{self, Progress, ProgressMode, ProgressSnapshot};
+use super::redecide::Redecide;
 use super::retry::RetryPolicy;
 use super::task::{migrate, Fidelity, TaskContext};
 use super::writer::{CheckpointWriter, WriterStats};
@@ -86,6 +87,8 @@ pub struct RunConfig {
     /// A canary run: only the first row still to do of each method, so a pre-flight can
     /// prove one real object of each kind before the whole plan starts.
     pub canary: bool,
+    /// The plan assumed objects' encryption: decide them again from a HEAD.
+    pub redecide: Option<Redecide>,
 }
 
 impl RunConfig {
@@ -107,6 +110,7 @@ impl RunConfig {
             progress: ProgressMode::Quiet,
             seed: 0x5eed,
             canary: false,
+            redecide: None,
             fidelity: Fidelity::default(),
             part_size: None,
         }
@@ -168,6 +172,7 @@ pub async fn run<S: ObjectStore>(store: Arc<S>, cfg: RunConfig, stop: Stopper) -
         fidelity: cfg.fidelity,
         part_size: cfg.part_size,
         writer: writer.sender(),
+        redecide: cfg.redecide.clone(),
     });
 
     let (reporter_done_tx, reporter_done_rx) = tokio::sync::oneshot::channel::<()>();

@@ -24,6 +24,7 @@ pub mod engine;
 pub mod kms_decision;
 pub mod limiter;
 pub mod progress;
+pub mod redecide;
 pub mod retry;
 pub mod task;
 pub mod writer;
@@ -111,6 +112,8 @@ pub struct RunCounters {
     pub needs_restore: AtomicU64,
     pub already_target_key: AtomicU64,
     pub other_kms_key: AtomicU64,
+    /// Objects a HEAD showed need nothing or cannot be done (`exec::redecide`).
+    pub skipped: AtomicU64,
     pub bytes_done: AtomicU64,
     pub requests: AtomicU64,
     /// Requests that cost KMS requests (every write but a Bucket Key's share): what KMS
@@ -145,6 +148,7 @@ impl RunCounters {
             + self.needs_restore.load(Relaxed)
             + self.already_target_key.load(Relaxed)
             + self.other_kms_key.load(Relaxed)
+            + self.skipped.load(Relaxed)
     }
 }
 

@@ -28,15 +28,16 @@
 
 use super::kms_decision::{self, KmsDecision};
 use super::limiter::AdaptiveLimiter;
+use super::redecide::Redecide;
 use super::retry::RetryPolicy;
 use super::writer::{WriterMsg, WriterSender};
 use super::{RunCounters, StopReason, Stopper};
-use crate::plan::classify::Method;
+use crate::plan::classify::{Decision, Method, SkipReason};
 use crate::plan::cost::part_size;
 use crate::plan::KmsSources;
 use crate::s3::object_store::{CompletedPart, CreateMultipartRequest, Grants, LockSettings, PartCopyRequest};
 use crate::s3::{CopyRequest, HeadResult, ObjectStore, S3CallError, S3ErrorKind, UpdateRequest, WriteResult};
-use crate::store::{ObjectStatus, OutcomeRecord, WorkItem};
+use crate::store::{ObjectStatus, OutcomeRecord, Redecided, WorkItem};
 use crate::units::Rng;
 use futures::{StreamExt, TryStreamExt};
 use std::future::Future;
@@ -95,6 +96,8 @@ pub struct TaskContext<S> {
     pub part_size: Option<u64>,
     /// To the checkpoint writer, for multipart upload ids.
     pub writer: WriterSender,
+    /// The plan assumed the objects' encryption: decide each again from a HEAD.
+    pub redecide: Option<Redecide>,
 }
 
 impl<S> TaskContext<S> {
@@ -121,7 +124,7 @@ struct Tally {
     last_error: Mutex<Option<S3CallError>>,
 }
 
-pub async fn migrate<S: ObjectStore>(ctx: &TaskContext<S>, item: WorkItem, seed: u64) -> OutcomeRecord {
+pub async fn migrate<S: ObjectStore>(ctx: &TaskContext<S>, mut item: WorkItem, seed: u64) -> OutcomeRecord {
     let rng = Mutex::new(Rng::new(seed ^ item.id as u64));
     let tally = Tally::default();
     let mut out = OutcomeRecord {
@@ -138,11 +141,37 @@ pub async fn migrate<S: ObjectStore>(ctx: &TaskContext<S>, item: WorkItem, seed:
         new_checksum: None,
         upload_id: item.upload_id.clone(),
         replaced_version_id: None,
+        redecided: None,
     };
-    let result = match item.method {
-        Method::Update => update(ctx, &item, &tally, &rng).await,
-        Method::Copy => copy(ctx, &item, &tally, &rng).await,
-        Method::MultipartCopy => multipart(ctx, &item, &tally, &rng, &mut out).await,
+    // A listing's object is HEADed and decided again before anything is written to it.
+    let first = match ctx.redecide.as_ref().filter(|r| r.head_first) {
+        Some(r) => head_and_decide(ctx, r, &mut item, &tally, &rng, &mut out).await,
+        None => Ok(None),
+    };
+    let result = match first {
+        Ok(None) => match item.method {
+            Method::Update => match update(ctx, &item, &tally, &rng).await {
+                // The plan assumed SSE-S3 and S3 says otherwise: decide it from a HEAD.
+                Err(Halt::Failed(e)) if refused_update(ctx, &e) => {
+                    let r = ctx.redecide.as_ref().expect("refused_update checks it");
+                    match head_and_decide(ctx, r, &mut item, &tally, &rng, &mut out).await {
+                        Ok(Some(settled)) => Ok(settled),
+                        Ok(None) => match item.method {
+                            // The HEAD says update after all: the refusal stands.
+                            Method::Update => Err(Halt::Failed(e)),
+                            Method::Copy => copy(ctx, &item, &tally, &rng).await,
+                            Method::MultipartCopy => multipart(ctx, &item, &tally, &rng, &mut out).await,
+                        },
+                        Err(h) => Err(h),
+                    }
+                }
+                other => other,
+            },
+            Method::Copy => copy(ctx, &item, &tally, &rng).await,
+            Method::MultipartCopy => multipart(ctx, &item, &tally, &rng, &mut out).await,
+        },
+        Ok(Some(settled)) => Ok(settled),
+        Err(h) => Err(h),
     };
     out.attempts = tally.attempts.load(Relaxed);
     if let Some(e) = tally.last_error.lock().unwrap().take() {
@@ -170,6 +199,12 @@ pub async fn migrate<S: ObjectStore>(ctx: &TaskContext<S>, item: WorkItem, seed:
             out.new_etag = h.etag;
             out.new_version_id = h.version_id;
             out.kms_key_id = h.kms_key_id;
+        }
+        Ok(Settled::Skipped(reason)) => {
+            out.status = ObjectStatus::Skipped;
+            out.error_code = None;
+            out.last_error = None;
+            out.note = Some(reason.as_str());
         }
         Ok(Settled::Changed(h)) => {
             out.status = ObjectStatus::Changed;
@@ -236,6 +271,71 @@ enum Settled {
     NotAsInventoried(String),
     /// An SSE-KMS candidate's HEAD shows nothing to do: already_target_key or other_kms_key.
     LeftAlone(ObjectStatus, HeadResult),
+    /// A HEAD showed it needs nothing, or cannot be done (`exec::redecide`).
+    Skipped(SkipReason),
+}
+
+/// An update S3 refused as InvalidRequest (unencrypted, DSSE-KMS, SSE-C, locked) in a
+/// plan that assumed the object's encryption: worth a HEAD and a new decision.
+fn refused_update<S>(ctx: &TaskContext<S>, e: &S3CallError) -> bool {
+    ctx.redecide.as_ref().is_some_and(|r| !r.head_first)
+        && e.kind == S3ErrorKind::Rejected
+        && e.code == "InvalidRequest"
+}
+
+/// HEAD the object and decide it again with the plan's rules. `Ok(None)`: go on with
+/// `item.method` (possibly changed); `Ok(Some(..))`: settled without a write.
+async fn head_and_decide<S: ObjectStore>(
+    ctx: &TaskContext<S>,
+    r: &Redecide,
+    item: &mut WorkItem,
+    tally: &Tally,
+    rng: &Mutex<Rng>,
+    out: &mut OutcomeRecord,
+) -> Result<Option<Settled>, Halt> {
+    let version = item.version_id.clone();
+    let h =
+        match request(ctx, tally, rng, 0.0, || ctx.store.head(item.bucket.clone(), item.key.clone(), version.clone()))
+            .await
+        {
+            Ok(h) => h,
+            // S3 will not HEAD an SSE-C object without its key (docs/s3-facts.md §1.6).
+            Err(Halt::Failed(e)) if e.status == Some(400) => {
+                let decision = Decision::Skip(SkipReason::SseC);
+                out.redecided = Some(Redecided { decision, encryption: crate::inventory::EncryptionStatus::SseC });
+                return Ok(Some(Settled::Skipped(SkipReason::SseC)));
+            }
+            Err(halt) => return Err(halt),
+        };
+    // Not the object the listing saw: already ours (an earlier, unrecorded run), or
+    // another writer's, which is never overwritten.
+    if item.etag.is_some() && h.etag != item.etag {
+        return Ok(Some(settle_changed(ctx, h)));
+    }
+    let (decision, encryption) = r.decide(item, &h);
+    out.redecided = Some(Redecided { decision, encryption });
+    match decision {
+        Decision::Skip(reason) => Ok(Some(Settled::Skipped(reason))),
+        Decision::Migrate(method) => {
+            item.method = method;
+            // An SSE-KMS object that --from-key / --rekey-kms made a candidate goes through
+            // the key decision of `update` like an inventoried one.
+            item.encryption = Some(encryption.as_str().to_string());
+            if let Some(size) = h.content_length {
+                item.size = size;
+            }
+            // What a listing does not say, the copy needs: the lock it carries over.
+            if h.lock.mode.is_some() || h.lock.legal_hold {
+                item.lock_mode = h.lock.mode.clone().map(|m| m.to_ascii_uppercase());
+                item.lock_retain_until = h.lock.retain_until.clone();
+                item.legal_hold = h.lock.legal_hold;
+            }
+            if item.checksum_algorithm.is_none() {
+                item.checksum_algorithm = h.checksum_algorithm.clone();
+            }
+            Ok(None)
+        }
+    }
 }
 
 async fn update<S: ObjectStore>(
@@ -706,8 +806,11 @@ fn finish<S>(ctx: &TaskContext<S>, out: OutcomeRecord, item: &WorkItem) -> Outco
         ObjectStatus::OtherKmsKey => {
             c.other_kms_key.fetch_add(1, Relaxed);
         }
-        // A task never ends an object as Skipped: skipped rows are never read as work.
-        ObjectStatus::Pending | ObjectStatus::Skipped => {}
+        // Only a HEAD that re-decided the object ends it as skipped.
+        ObjectStatus::Skipped => {
+            c.skipped.fetch_add(1, Relaxed);
+        }
+        ObjectStatus::Pending => {}
     }
     out
 }

@@ -5,9 +5,11 @@
 //!   Operations CSV), where each data file is, and reading it verified.
 //! * [`schema`], [`row`], [`keys`]: turning one CSV record into an [`InventoryRow`].
 //! * [`scan`]: reading every data file, several in parallel, in flat memory.
+//! * [`listing`]: a live listing of the bucket as the object list, when there is no inventory.
 //! * [`synthetic`]: writing realistic inventories, for `rekey demo`, tests and benches.
 
 pub mod keys;
+pub mod listing;
 pub mod manifest;
 pub mod row;
 pub mod scan;
@@ -15,6 +17,7 @@ pub mod schema;
 pub mod source;
 pub mod synthetic;
 
+pub use listing::ListingSpec;
 pub use row::{EncryptionStatus, InventoryRow, RowDecoder, RowError, StorageClass};
 pub use source::{BlobStore, DataFile, Inventory, InventorySource, Location, OpenOptions};
 

@@ -6,7 +6,8 @@
 //! the caller keeps (aggregates, a bounded channel to a writer) decides the rest. The
 //! first error stops every worker at its next row.
 
-use super::row::InventoryRow;
+use super::listing::{self, ListingSpec};
+use super::row::{EncryptionStatus, InventoryRow};
 use super::source::{BlobStore, Inventory};
 use super::{InventoryError, RowError};
 use flate2::read::MultiGzDecoder;
@@ -35,6 +36,9 @@ pub struct ScanStats {
     pub files: usize,
     pub rows: u64,
     pub compressed_bytes: u64,
+    /// A live listing's LIST requests (pages), and the HEADs of `--head-all`.
+    pub list_requests: u64,
+    pub head_requests: u64,
 }
 
 /// Read every file on up to `threads` threads. `make_state` builds one state per worker;
@@ -50,6 +54,15 @@ where
     S: Send,
     F: Fn(&mut S, Result<InventoryRow, BadRow>) -> Result<(), InventoryError> + Sync,
 {
+    if let Some(spec) = &inv.listing {
+        let blobs = blobs.ok_or_else(|| InventoryError::BadSource {
+            source_name: inv.source.clone(),
+            reason: "no S3 client".into(),
+        })?;
+        let mut state = make_state();
+        let stats = scan_listing(inv, spec, blobs, &mut state, &per_row)?;
+        return Ok((vec![state], stats));
+    }
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let rows = AtomicU64::new(0);
@@ -89,8 +102,64 @@ where
     if let Some(e) = first_error.into_inner().unwrap() {
         return Err(e);
     }
-    let stats = ScanStats { files: inv.files.len(), rows: rows.into_inner(), compressed_bytes: bytes.into_inner() };
+    let stats = ScanStats {
+        files: inv.files.len(),
+        rows: rows.into_inner(),
+        compressed_bytes: bytes.into_inner(),
+        ..ScanStats::default()
+    };
     Ok((states, stats))
+}
+
+/// Page through a live listing on the calling thread. A page is at most 1,000 entries;
+/// S3 answers one page at a time per listing, so more threads would only wait.
+fn scan_listing<S, F>(
+    inv: &Inventory,
+    spec: &ListingSpec,
+    blobs: &dyn BlobStore,
+    state: &mut S,
+    per_row: &F,
+) -> Result<ScanStats, InventoryError>
+where
+    F: Fn(&mut S, Result<InventoryRow, BadRow>) -> Result<(), InventoryError>,
+{
+    let assumed = inv.decoder.assume_encryption.unwrap_or(EncryptionStatus::SseS3);
+    let mut stats = ScanStats::default();
+    let mut cursor = None;
+    loop {
+        let page = blobs.list_page(spec, cursor.as_ref())?;
+        stats.list_requests += 1;
+        // With --head-all, every object version (not delete markers) is HEADed, a page at
+        // a time, so the plan knows each one's encryption and lock.
+        let heads = if spec.head_all {
+            let wanted: Vec<(String, Option<String>)> = page
+                .entries
+                .iter()
+                .filter(|e| !e.is_delete_marker)
+                .map(|e| (e.key.clone(), e.version_id.clone().filter(|v| v != "null")))
+                .collect();
+            stats.head_requests += wanted.len() as u64;
+            blobs.head_many(&spec.bucket, &wanted)?
+        } else {
+            Vec::new()
+        };
+        let mut heads = heads.into_iter();
+        for entry in page.entries {
+            let head = if spec.head_all && !entry.is_delete_marker { heads.next().flatten() } else { None };
+            // Deleted between the LIST and the HEAD: nothing to plan.
+            if spec.head_all && !entry.is_delete_marker && head.is_none() {
+                continue;
+            }
+            let row = listing::to_row(&spec.bucket, entry, head.as_ref(), assumed)?;
+            stats.rows += 1;
+            per_row(state, Ok(row))?;
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    Ok(stats)
 }
 
 fn read_file<S, F>(
@@ -295,6 +364,7 @@ mod tests {
             },
             files: vec![DataFile { location: Location::Local(path), size: None, md5: None, gzip: false }],
             verify: false,
+            listing: None,
         };
         let (mut states, _) = scan(&inv, None, 1, Vec::new, |seen: &mut Vec<(u64, u64)>, row| {
             let bad = row.expect_err("every row has a bad Size");
@@ -364,6 +434,7 @@ mod tests {
                 },
                 files: Vec::new(),
                 verify: false,
+                listing: None,
             }
         }
 

@@ -1,12 +1,15 @@
 //! What `--inventory` names, where its data files are, and how each is read and verified.
 //!
-//! Three sources are accepted:
+//! Four sources are accepted:
 //! * a local `manifest.json` (data files found next to it, see [`resolve_local`]);
 //! * `s3://bucket/path/manifest.json`, streamed through a [`BlobStore`];
 //! * a Batch Operations CSV manifest (`bucket,key[,versionId]`, no header, URL-encoded
 //!   keys), local or `s3://`, plain or `.gz`. It has no encryption column, so it needs
-//!   `--assume-encryption`.
+//!   `--assume-encryption`;
+//! * a live listing of `s3://bucket/prefix/` (a URL ending in `/` or a bare bucket, or
+//!   any `s3://` URL with `--list`): see [`super::listing`].
 
+use super::listing::{self, HeadFacts, ListCursor, ListPage, ListingSpec};
 use super::manifest::{self, Manifest};
 use super::row::{EncryptionStatus, RowDecoder};
 use super::schema::Schema;
@@ -38,6 +41,17 @@ pub trait BlobStore: Sync {
     fn get_small(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, InventoryError>;
     /// A streaming reader over the object and its length, never buffering it whole.
     fn open(&self, bucket: &str, key: &str) -> Result<(Box<dyn Read + Send>, u64), InventoryError>;
+    /// Whether versioning is (or was) enabled on the bucket: GetBucketVersioning says
+    /// Enabled or Suspended.
+    fn is_versioned(&self, bucket: &str) -> Result<bool, InventoryError>;
+    /// One page of a listing (ListObjectVersions or ListObjectsV2, as `spec` says).
+    fn list_page(&self, spec: &ListingSpec, cursor: Option<&ListCursor>) -> Result<ListPage, InventoryError>;
+    /// HEAD each `(key, version)` (several at once); `None` for one that is gone.
+    fn head_many(
+        &self,
+        bucket: &str,
+        objects: &[(String, Option<String>)],
+    ) -> Result<Vec<Option<HeadFacts>>, InventoryError>;
 }
 
 /// What `--inventory` names.
@@ -45,19 +59,30 @@ pub trait BlobStore: Sync {
 pub enum InventorySource {
     Manifest(Location),
     BatchOpsCsv(Location),
+    /// A live listing of a bucket, under a prefix.
+    Listing {
+        bucket: String,
+        prefix: String,
+    },
 }
 
 impl InventorySource {
-    pub fn parse(src: &str) -> Result<InventorySource, InventoryError> {
+    /// What `src` names; `list` (`--list`) takes any `s3://` URL as a bucket and prefix.
+    pub fn parse(src: &str, list: bool) -> Result<InventorySource, InventoryError> {
         let bad = |reason: &str| InventoryError::BadSource { source_name: src.into(), reason: reason.into() };
         let location = match src.strip_prefix("s3://") {
             Some(rest) => {
-                let (bucket, key) = rest.split_once('/').ok_or_else(|| bad("an s3:// URL needs a bucket and a key"))?;
-                if bucket.is_empty() || key.is_empty() {
-                    return Err(bad("an s3:// URL needs a bucket and a key"));
+                let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+                if bucket.is_empty() {
+                    return Err(bad("an s3:// URL needs a bucket"));
+                }
+                // A bare bucket or a prefix (ending in `/`) has no manifest to read: list it.
+                if list || key.is_empty() || key.ends_with('/') {
+                    return Ok(InventorySource::Listing { bucket: bucket.into(), prefix: key.into() });
                 }
                 Location::S3 { bucket: bucket.into(), key: key.into() }
             }
+            None if list => return Err(bad("--list lists a bucket: pass s3://bucket/prefix/")),
             None => Location::Local(PathBuf::from(src)),
         };
         let lower = src.to_ascii_lowercase();
@@ -66,7 +91,7 @@ impl InventorySource {
         } else if lower.ends_with(".csv") || lower.ends_with(".csv.gz") {
             Ok(InventorySource::BatchOpsCsv(location))
         } else {
-            Err(bad("expected an inventory manifest.json (local or s3://) or a Batch Operations .csv manifest"))
+            Err(bad("expected an inventory manifest.json (local or s3://), a Batch Operations .csv manifest, or s3://bucket/prefix/ to list"))
         }
     }
 }
@@ -78,6 +103,10 @@ pub struct OpenOptions {
     pub verify: bool,
     /// Used when the report has no EncryptionStatus column.
     pub assume_encryption: Option<EncryptionStatus>,
+    /// `--list`: an `s3://` URL names a bucket and prefix to list.
+    pub list: bool,
+    /// `--head-all`: a listing HEADs every object while planning.
+    pub head_all: bool,
 }
 
 /// One data file to read.
@@ -100,13 +129,42 @@ pub struct Inventory {
     pub decoder: RowDecoder,
     pub files: Vec<DataFile>,
     pub verify: bool,
+    /// A live listing instead of data files (`files` is then empty).
+    pub listing: Option<ListingSpec>,
 }
 
 impl Inventory {
     /// Open what `--inventory` names. Long because it is the three sources in turn, each
     /// read and checked before the next step needs it.
     pub fn open(src: &str, opts: &OpenOptions, blobs: Option<&dyn BlobStore>) -> Result<Inventory, InventoryError> {
-        match InventorySource::parse(src)? {
+        match InventorySource::parse(src, opts.list)? {
+            InventorySource::Listing { bucket, prefix } => {
+                let blobs = blobs.ok_or_else(|| InventoryError::BadSource {
+                    source_name: src.into(),
+                    reason: "no S3 client".into(),
+                })?;
+                let spec = ListingSpec {
+                    versions: blobs.is_versioned(&bucket)?,
+                    bucket,
+                    prefix,
+                    head_all: opts.head_all,
+                    assumed: opts.assume_encryption.is_some(),
+                };
+                Ok(Inventory {
+                    source: src.into(),
+                    source_bucket: Some(spec.bucket.clone()),
+                    created_ms: Some(crate::units::now_ms()),
+                    decoder: RowDecoder {
+                        schema: listing::schema(&spec),
+                        // What a listing cannot say is assumed, and the run checks it.
+                        assume_encryption: Some(opts.assume_encryption.unwrap_or(EncryptionStatus::SseS3)),
+                        batch_ops: false,
+                    },
+                    files: Vec::new(),
+                    verify: opts.verify,
+                    listing: Some(spec),
+                })
+            }
             InventorySource::BatchOpsCsv(location) => {
                 let assume = opts.assume_encryption.ok_or_else(|| InventoryError::BadSource {
                     source_name: src.into(),
@@ -124,6 +182,7 @@ impl Inventory {
                     },
                     files: vec![DataFile { location, size: None, md5: None, gzip }],
                     verify: opts.verify,
+                    listing: None,
                 })
             }
             InventorySource::Manifest(location) => {
@@ -185,6 +244,7 @@ impl Inventory {
                     },
                     files,
                     verify: opts.verify,
+                    listing: None,
                 })
             }
         }
@@ -302,17 +362,25 @@ mod tests {
     #[test]
     fn sources_by_shape() {
         assert!(matches!(
-            InventorySource::parse("s3://b/p/manifest.json").unwrap(),
+            InventorySource::parse("s3://b/p/manifest.json", false).unwrap(),
             InventorySource::Manifest(Location::S3 { .. })
         ));
         assert!(matches!(
-            InventorySource::parse("dir/manifest.json").unwrap(),
+            InventorySource::parse("dir/manifest.json", false).unwrap(),
             InventorySource::Manifest(Location::Local(_))
         ));
-        assert!(matches!(InventorySource::parse("s3://b/m.csv").unwrap(), InventorySource::BatchOpsCsv(_)));
-        assert!(matches!(InventorySource::parse("m.csv.gz").unwrap(), InventorySource::BatchOpsCsv(_)));
-        assert!(InventorySource::parse("s3://bucket-only").is_err());
-        assert!(InventorySource::parse("inventory.txt").is_err());
+        assert!(matches!(InventorySource::parse("s3://b/m.csv", false).unwrap(), InventorySource::BatchOpsCsv(_)));
+        assert!(matches!(InventorySource::parse("m.csv.gz", false).unwrap(), InventorySource::BatchOpsCsv(_)));
+        assert!(InventorySource::parse("inventory.txt", false).is_err());
+        assert!(InventorySource::parse("s3:///key", false).is_err());
+        // A bucket, or a prefix: a live listing.
+        let listing = |b: &str, p: &str| InventorySource::Listing { bucket: b.into(), prefix: p.into() };
+        assert_eq!(InventorySource::parse("s3://bucket-only", false).unwrap(), listing("bucket-only", ""));
+        assert_eq!(InventorySource::parse("s3://b/", false).unwrap(), listing("b", ""));
+        assert_eq!(InventorySource::parse("s3://b/logs/2024/", false).unwrap(), listing("b", "logs/2024/"));
+        // --list: any s3:// URL is a bucket and a prefix.
+        assert_eq!(InventorySource::parse("s3://b/logs/app", true).unwrap(), listing("b", "logs/app"));
+        assert!(InventorySource::parse("local/dir", true).is_err());
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! * `multipart_copy`: P = ceil(Size / part) parts of max(512 MiB, ceil(Size / 10,000));
 //!   P + 2 PUT-class requests (create, parts, complete) and 2 GET-class (HEAD,
 //!   GetObjectTagging) at the class price, 1 + P KMS requests, retrieval of Size.
+//! * planned from a live listing without `--head-all`: 1 GET-class request more (the
+//!   HEAD the run makes before the write, to learn the encryption a listing lacks).
 //! * Copies on an unversioned bucket overwrite the object: a prorated early-deletion fee
 //!   for classes with a minimum duration. On a versioned bucket the old version stays
 //!   and keeps costing storage every month instead.
@@ -89,6 +91,8 @@ pub struct CostModel {
     pub bucket_key: bool,
     /// Manifest `creationTimestamp`: objects' ages are measured from it.
     pub inventory_created_ms: Option<i64>,
+    /// The run HEADs every object before its write (a listing's unknown encryption).
+    pub head_before_write: bool,
 }
 
 impl CostModel {
@@ -117,6 +121,9 @@ impl CostModel {
                 c.kms = 1 + parts;
                 c.retrieval_bytes = size;
             }
+        }
+        if self.head_before_write {
+            c.s3_get_class += 1;
         }
         c.s3_requests_usd = c.s3_put_class as f64 * put_price / 1000.0 + c.s3_get_class as f64 * p.get_per_1k / 1000.0;
         c.retrieval_usd = c.retrieval_bytes as f64 / GIB as f64 * p.retrieval_per_gib;
@@ -216,6 +223,7 @@ mod tests {
             versioned,
             bucket_key,
             inventory_created_ms: Some(100 * DAY_MS as i64),
+            head_before_write: false,
         }
     }
 
@@ -377,7 +385,7 @@ pub(crate) mod props {
 
     pub fn model() -> impl Strategy<Value = CostModel> {
         (prices(), any::<bool>(), any::<bool>(), timestamp()).prop_map(|(prices, versioned, bucket_key, created)| {
-            CostModel { prices, versioned, bucket_key, inventory_created_ms: created }
+            CostModel { prices, versioned, bucket_key, inventory_created_ms: created, head_before_write: false }
         })
     }
 

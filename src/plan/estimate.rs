@@ -117,6 +117,9 @@ pub struct Estimate {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ongoing_usd_per_month: Option<Ongoing>,
     pub breakdown: Vec<BreakdownLine>,
+    /// Planned from a live listing: what the listing itself cost, and what it assumed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listing: Option<ListingCost>,
     pub assumptions: Assumptions,
     /// Set on each shard's estimate of a sharded plan (`--shards N`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -188,7 +191,43 @@ pub struct CostUsd {
     pub retrieval: f64,
     pub kms_requests: f64,
     pub early_deletion: f64,
+    /// A live listing's LIST (and `--head-all` HEAD) requests, already spent by planning.
+    pub listing: f64,
     pub total: f64,
+}
+
+/// A plan from a live listing: its requests, their cost, and how encryption was learnt.
+#[derive(Debug, Clone, Serialize)]
+pub struct ListingCost {
+    pub api: &'static str,
+    pub list_requests: u64,
+    /// HEADs made while planning (`--head-all`).
+    pub head_requests: u64,
+    pub cost_usd: f64,
+    /// The rule for what a listing does not say (encryption, Object Lock).
+    pub encryption: &'static str,
+}
+
+impl ListingCost {
+    pub fn of(
+        spec: &crate::inventory::ListingSpec,
+        list_requests: u64,
+        head_requests: u64,
+        prices: &PriceTable,
+    ) -> ListingCost {
+        // LIST is a PUT-class request; HEAD a GET-class one, at the STANDARD price (most
+        // objects' class; a HEAD of an IA object costs $0.001 instead of $0.0004 per 1,000).
+        let std = prices.class(StorageClass::Standard);
+        let cost = list_requests as f64 * std.put_per_1k / 1000.0 + head_requests as f64 * std.get_per_1k / 1000.0;
+        let encryption = if spec.head_all {
+            "HEAD of every object while planning (--head-all): exact"
+        } else if spec.assumed {
+            "as --assume-encryption says, unchecked; an update S3 refuses is re-decided after one HEAD"
+        } else {
+            "assumed SSE-S3 (S3's default since 2023-01-05); the run HEADs each object before its write and re-decides it (one GET-class request each, in this estimate)"
+        };
+        ListingCost { api: spec.api(), list_requests, head_requests, cost_usd: usd(cost), encryption }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -371,6 +410,7 @@ impl Estimate {
                 retrieval: usd(c.retrieval_usd),
                 kms_requests: usd(c.kms_usd),
                 early_deletion: usd(c.early_deletion_usd),
+                listing: 0.0,
                 total: usd(total),
             },
             alternatives_usd: Alternatives {
@@ -384,6 +424,7 @@ impl Estimate {
             duration_bound_by: bound,
             ongoing_usd_per_month: ongoing,
             breakdown,
+            listing: None,
             shard: None,
             planned_cost: c,
             assumptions: Assumptions {
@@ -410,6 +451,16 @@ impl Estimate {
 }
 
 impl Estimate {
+    /// Add a live listing's own cost to the estimate: spent while planning, so part of the
+    /// bill, and its assumption stated.
+    pub fn add_listing(&mut self, listing: ListingCost) {
+        self.cost_usd.listing = listing.cost_usd;
+        self.cost_usd.total = usd(self.cost_usd.total + listing.cost_usd);
+        self.alternatives_usd.batch_operations = usd(self.alternatives_usd.batch_operations + listing.cost_usd);
+        self.assumptions.notes.push(format!("listing ({}): encryption {}", listing.api, listing.encryption));
+        self.listing = Some(listing);
+    }
+
     /// Re-cost the duration at another pace: a job of several inventories divides each
     /// region's KMS share among its entries once every entry is planned and its KMS
     /// requests are known.

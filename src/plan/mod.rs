@@ -25,7 +25,7 @@ pub use prices::PriceTable;
 use crate::inventory::scan::{scan, BadRow, ScanStats};
 use crate::inventory::{BlobStore, Inventory, InventoryError, InventoryRow, OpenOptions};
 use crate::store::{PlannedObject, StoreError};
-use estimate::{EstimateInputs, InventoryInfo};
+use estimate::{EstimateInputs, InventoryInfo, ListingCost};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use thiserror::Error;
@@ -162,6 +162,7 @@ impl<'a> RowPlanner<'a> {
             versioned,
             bucket_key: cfg.bucket_key,
             inventory_created_ms: inv.created_ms,
+            head_before_write: inv.listing.as_ref().is_some_and(|l| l.run_heads_first()),
         };
         RowPlanner {
             cfg,
@@ -261,7 +262,10 @@ impl<'a> RowPlanner<'a> {
                 })
                 .collect()
         };
-        let total = estimate(&merge(per_shard.into_iter()), stats.rows, cfg.pace);
+        let mut total = estimate(&merge(per_shard.into_iter()), stats.rows, cfg.pace);
+        if let Some(spec) = &inv.listing {
+            total.add_listing(ListingCost::of(spec, stats.list_requests, stats.head_requests, &self.model.prices));
+        }
         ShardedPlan { total, shards }
     }
 }

@@ -49,9 +49,17 @@ pub enum AssumeEncryption {
 #[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct PlanSettings {
-    /// Inventory: a manifest.json (local or s3://), or a Batch Operations CSV manifest.
+    /// Inventory: a manifest.json (local or s3://), a Batch Operations CSV manifest, or
+    /// s3://bucket/prefix/ to list the bucket live (no inventory needed).
     #[arg(long, value_name = "SRC")]
     pub inventory: Option<String>,
+    /// List the bucket and prefix --inventory s3://... names instead of reading a manifest.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub list: Option<bool>,
+    /// A listing: HEAD every object while planning, for an exact estimate (else the run
+    /// HEADs each object just before its write).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub head_all: Option<bool>,
     /// The target KMS key, as a full key ARN (UpdateObjectEncryption accepts nothing else).
     #[arg(long, value_name = "ARN")]
     pub kms_key: Option<String>,
@@ -188,6 +196,38 @@ impl PlanSettings {
         }
     }
 
+    /// The rules that decide each object's fate, as the plan applies them; a run applies
+    /// them again to an object it HEADs (`exec::redecide`). `resolve` has checked them.
+    pub fn classify_options(&self) -> ClassifyOptions {
+        ClassifyOptions {
+            method: self.method.unwrap_or_default(),
+            include_prefixes: self.include_prefix.clone().unwrap_or_default(),
+            exclude_prefixes: self.exclude_prefix.clone().unwrap_or_default(),
+            min_size: self.min_size.map(|b| b.0),
+            max_size: self.max_size.map(|b| b.0),
+            report_has_versions: false,
+            multipart_threshold: self.multipart_threshold.map(|b| b.0).unwrap_or(MAX_SINGLE_COPY),
+            versions: self.versions.unwrap_or_default(),
+            // `resolve` refused bad ones before the plan was stored.
+            kms_sources: kms_sources(self, self.method.unwrap_or_default()).unwrap_or(KmsSources::None),
+        }
+    }
+
+    /// The plan lists its bucket live instead of reading an inventory.
+    pub fn is_listing(&self) -> bool {
+        let src = self.inventory.as_deref().unwrap_or("");
+        matches!(
+            crate::inventory::InventorySource::parse(src, self.list.unwrap_or(false)),
+            Ok(crate::inventory::InventorySource::Listing { .. })
+        )
+    }
+
+    /// A listing whose objects' encryption nobody has checked: the run HEADs each one
+    /// before its write (see `inventory::listing`).
+    pub fn run_heads_first(&self) -> bool {
+        self.is_listing() && !self.head_all.unwrap_or(false) && self.assume_encryption.is_none()
+    }
+
     /// Flags over the file: each field set on the command line wins.
     pub fn over(self, file: PlanSettings) -> PlanSettings {
         macro_rules! pick {
@@ -195,6 +235,8 @@ impl PlanSettings {
         }
         pick!(
             inventory,
+            list,
+            head_all,
             kms_key,
             region,
             endpoint_url,
@@ -369,18 +411,10 @@ pub fn resolve(s: &PlanSettings) -> Result<Resolved> {
                 AssumeEncryption::SseS3 => EncryptionStatus::SseS3,
                 AssumeEncryption::NotSse => EncryptionStatus::NotSse,
             }),
+            list: s.list.unwrap_or(false),
+            head_all: s.head_all.unwrap_or(false),
         },
-        classify: ClassifyOptions {
-            method,
-            include_prefixes: s.include_prefix.clone().unwrap_or_default(),
-            exclude_prefixes: s.exclude_prefix.clone().unwrap_or_default(),
-            min_size: s.min_size.map(|b| b.0),
-            max_size: s.max_size.map(|b| b.0),
-            report_has_versions: false,
-            multipart_threshold: threshold,
-            versions: s.versions.unwrap_or_default(),
-            kms_sources,
-        },
+        classify: ClassifyOptions { kms_sources, ..s.classify_options() },
         versioned: s.versioned,
         bucket_key: s.bucket_key.unwrap_or(false),
         prices,

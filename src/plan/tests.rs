@@ -20,7 +20,7 @@ fn row(key: &str, size: u64, age_days: i64, class: &str, enc: &str) -> Vec<Strin
 fn config(manifest: &Path) -> PlanConfig {
     PlanConfig {
         inventory: manifest.display().to_string(),
-        open: OpenOptions { verify: true, assume_encryption: None },
+        open: OpenOptions { verify: true, ..OpenOptions::default() },
         classify: ClassifyOptions::default(),
         versioned: None,
         bucket_key: false,

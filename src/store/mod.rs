@@ -23,7 +23,7 @@ pub use schema::SCHEMA_VERSION;
 pub use steps::BucketStepRecord;
 
 pub use verify::{VerdictRecord, VerifyItem};
-pub use work::{OutcomeRecord, OutcomeWriter, TodoReader, TodoTotals, WorkItem};
+pub use work::{OutcomeRecord, OutcomeWriter, Redecided, TodoReader, TodoTotals, WorkItem};
 
 use crate::inventory::InventoryRow;
 use crate::vocab::{Decision, Method, SkipReason};

@@ -28,7 +28,8 @@ pub(super) fn todo_queries() -> [String; 4] {
     ]
 }
 use super::{sql, StoreError};
-use crate::vocab::{Method, ObjectStatus};
+use crate::inventory::EncryptionStatus;
+use crate::vocab::{Decision, Method, ObjectStatus};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -77,6 +78,16 @@ pub struct OutcomeRecord {
     pub upload_id: Option<String>,
     /// The version a copy replaced: noncurrent now, under the old encryption.
     pub replaced_version_id: Option<String>,
+    /// The run decided the object again from a HEAD (`exec::redecide`): recorded as its
+    /// method or skip reason, with the encryption the HEAD showed.
+    pub redecided: Option<Redecided>,
+}
+
+/// A decision made at run time from what S3 said of the object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Redecided {
+    pub decision: Decision,
+    pub encryption: EncryptionStatus,
 }
 
 fn open(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
@@ -197,7 +208,10 @@ impl OutcomeWriter {
                      new_version_id = COALESCE(?9, new_version_id), kms_key_id = COALESCE(?10, kms_key_id),
                      finished_at = CASE WHEN ?2 = 'pending' THEN NULL ELSE ?11 END,
                      new_checksum = COALESCE(?12, new_checksum), upload_id = ?13,
-                     replaced_version_id = COALESCE(?14, replaced_version_id)
+                     replaced_version_id = COALESCE(?14, replaced_version_id),
+                     method = CASE WHEN ?15 THEN ?16 ELSE method END,
+                     skip_reason = CASE WHEN ?15 THEN ?17 ELSE skip_reason END,
+                     encryption = COALESCE(?18, encryption)
                      WHERE id = ?1",
                 )
                 .map_err(sql(&self.path))?;
@@ -218,6 +232,16 @@ impl OutcomeWriter {
                     o.new_checksum,
                     o.upload_id,
                     o.replaced_version_id,
+                    o.redecided.is_some(),
+                    o.redecided.and_then(|r| match r.decision {
+                        Decision::Migrate(m) => Some(m),
+                        Decision::Skip(_) => None,
+                    }),
+                    o.redecided.and_then(|r| match r.decision {
+                        Decision::Skip(reason) => Some(reason),
+                        Decision::Migrate(_) => None,
+                    }),
+                    o.redecided.map(|r| r.encryption.as_str()),
                 ])
                 .map_err(sql(&self.path))?;
             }

@@ -127,6 +127,7 @@ async fn setup_with(specs: &[Spec], lock: bool, plan_extra: &[&str], ownership: 
             spec.key.to_string(),
             RowFacts {
                 encrypted: spec.encrypted,
+                sse_kms: false,
                 lock_mode: spec.lock.then(|| "GOVERNANCE".to_string()),
                 lock_retain_until: spec
                     .lock

@@ -18,6 +18,7 @@ mod fidelity_emulator;
 mod finish_emulator;
 mod job_cli;
 mod job_emulator;
+mod listing_emulator;
 mod plan_cli;
 mod preflight_emulator;
 mod report_cli;

@@ -138,6 +138,8 @@ pub async fn populate(s3: &aws_sdk_s3::Client, spec: &BucketSpec) -> Result<Vec<
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RowFacts {
     pub encrypted: bool,
+    /// SSE-KMS (under any key): wins over `encrypted`.
+    pub sse_kms: bool,
     /// GOVERNANCE | COMPLIANCE
     pub lock_mode: Option<String>,
     /// RFC 3339
@@ -182,7 +184,11 @@ pub async fn write_inventory_with(
         for v in page.versions() {
             let key = v.key().unwrap_or_default().to_string();
             let f = facts.get(&key).cloned().unwrap_or_default();
-            let enc = if f.encrypted { "SSE-S3" } else { "NOT-SSE" };
+            let enc = match (f.sse_kms, f.encrypted) {
+                (true, _) => "SSE-KMS",
+                (false, true) => "SSE-S3",
+                (false, false) => "NOT-SSE",
+            };
             let modified = v.last_modified().map(|t| rfc3339_from_ms(t.to_millis().unwrap_or(0))).unwrap_or_default();
             let class = v.storage_class().map(|c| c.as_str().to_string()).unwrap_or_else(|| "STANDARD".into());
             let version = v.version_id().filter(|v| *v != "null").unwrap_or("").to_string();

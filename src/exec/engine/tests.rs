@@ -945,6 +945,7 @@ async fn the_window_shrinks_while_every_slot_is_busy() {
         fidelity: Default::default(),
         part_size: None,
         writer: crate::exec::writer::WriterSender::detached(),
+        redecide: None,
     });
     // 200 objects/s × 5 ms × 1.5 = 1.5 slots: Little's law wants the smallest window (the
     // workers send far more than 200/s, so the quota is what binds).
