@@ -574,7 +574,7 @@ mod tests {
             assert_eq!((version.null_count(), size.null_count()), (2, 1), "{name}");
             assert!(version.is_null(0) && version.is_null(1) && size.is_null(3), "{name}");
             let t = batch.column_by_name("last_modified_date").unwrap().data_type().clone();
-            let want = if name == "orc" { "Timestamp(ns)" } else { "Timestamp(ms, \"+00:00\")" };
+            let want = if name == "orc" { "Timestamp(ns)" } else { "Timestamp(ms, \"UTC\")" };
             assert_eq!(t.to_string(), want, "{name}");
         }
     }
