@@ -1,12 +1,14 @@
 //! Planning throughput: rows per second through gunzip, CSV, decode, classify and the
-//! SQLite insert, on a generated 200,000-row inventory in the real format.
+//! SQLite insert, on a generated 200,000-row inventory in the real format; and the same
+//! rows as Parquet and ORC inventories (estimate only: the insert does not depend on the
+//! format).
 //!
 //! `cargo bench --bench plan_throughput`. For 1 M and 10 M rows against `gzip -dc`, with
 //! peak memory, use `scripts/bench-plan` (docs/performance.md).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rekey::inventory::synthetic::{demo_rows, write_inventory, InventorySpec};
-use rekey::inventory::OpenOptions;
+use rekey::inventory::{FileFormat, OpenOptions};
 use rekey::plan::{build_plan, ClassifyOptions, KmsQuota, Pace, PlanConfig, PriceTable};
 use rekey::store::{PlanWriter, RunRecord};
 use std::time::Duration;
@@ -59,6 +61,21 @@ fn bench(c: &mut Criterion) {
             .unwrap();
         });
     });
+    for (format, name) in
+        [(FileFormat::Parquet, "estimate_200k_rows_parquet"), (FileFormat::Orc, "estimate_200k_rows_orc")]
+    {
+        let spec = InventorySpec {
+            data_files: 4,
+            format,
+            dest_prefix: format!("inventory-{}", format.as_str()),
+            ..InventorySpec::new(dir.path(), "bench-bucket", CREATED)
+        };
+        let manifest = write_inventory(&spec, demo_rows("bench-bucket", ROWS, 5, CREATED, 1)).unwrap();
+        let cfg = config(&manifest);
+        g.bench_function(name, |b| {
+            b.iter(|| build_plan(&cfg, None, None).unwrap());
+        });
+    }
     g.finish();
 }
 

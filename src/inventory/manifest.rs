@@ -2,6 +2,8 @@
 //!
 //! Real AWS manifests are Jackson-formatted and carry `creationTimestamp` as a string of
 //! epoch milliseconds; `files[].key` is the data file's full key in the destination bucket.
+//! `fileFormat` is `CSV`, `ORC` or `Parquet`, and says how `fileSchema` and every data file
+//! are written (docs/s3-facts.md §1.5).
 
 use super::schema::Schema;
 use super::InventoryError;
@@ -28,10 +30,33 @@ struct RawFile {
     md5: Option<String>,
 }
 
+/// How an inventory's data files are written (the manifest's `fileFormat`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    /// Gzipped CSV (`.csv.gz`), no header, keys URL-encoded.
+    Csv,
+    /// Apache Parquet (`.parquet`), Snappy-compressed by S3.
+    Parquet,
+    /// Apache ORC (`.orc`), ZLIB-compressed by S3.
+    Orc,
+}
+
+impl FileFormat {
+    /// The manifest's spelling, exact case.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileFormat::Csv => "CSV",
+            FileFormat::Parquet => "Parquet",
+            FileFormat::Orc => "ORC",
+        }
+    }
+}
+
 /// A parsed, checked manifest.
 #[derive(Debug, Clone)]
 pub struct Manifest {
     pub source_bucket: String,
+    pub format: FileFormat,
     /// The bucket name from `destinationBucket` (`arn:aws:s3:::name`).
     pub destination_bucket: Option<String>,
     /// `creationTimestamp`: when the inventory scan began, ms since the epoch.
@@ -54,20 +79,23 @@ impl Manifest {
             serde_json::from_slice(bytes).map_err(|error| InventoryError::ManifestJson { path: path.into(), error })?;
         let bad =
             |field: &'static str, reason: String| InventoryError::BadManifest { path: path.into(), field, reason };
-        match raw.file_format.as_str() {
-            "CSV" => {}
-            "ORC" | "Parquet" => {
-                return Err(InventoryError::UnsupportedFormat { path: path.into(), format: raw.file_format })
-            }
+        let format = match raw.file_format.as_str() {
+            "CSV" => FileFormat::Csv,
+            "Parquet" => FileFormat::Parquet,
+            "ORC" => FileFormat::Orc,
             other => return Err(bad("fileFormat", format!("unknown format '{other}' (expected CSV, ORC or Parquet)"))),
-        }
+        };
         let created_ms = match &raw.creation_timestamp {
             serde_json::Value::String(s) => s.trim().parse::<i64>().ok(),
             serde_json::Value::Number(n) => n.as_i64(),
             _ => None,
         }
         .ok_or_else(|| bad("creationTimestamp", format!("{} is not epoch milliseconds", raw.creation_timestamp)))?;
-        let schema = Schema::parse(&raw.file_schema).map_err(|e| bad("fileSchema", e.to_string()))?;
+        let schema = match format {
+            FileFormat::Csv => Schema::parse(&raw.file_schema),
+            FileFormat::Parquet | FileFormat::Orc => Schema::parse_columnar(&raw.file_schema),
+        }
+        .map_err(|e| bad("fileSchema", e.to_string()))?;
         let mut files = Vec::with_capacity(raw.files.len());
         for (i, f) in raw.files.into_iter().enumerate() {
             if f.key.is_empty() {
@@ -85,7 +113,7 @@ impl Manifest {
         }
         let destination_bucket =
             raw.destination_bucket.map(|arn| arn.strip_prefix("arn:aws:s3:::").unwrap_or(&arn).to_string());
-        Ok(Manifest { source_bucket: raw.source_bucket, destination_bucket, created_ms, schema, files })
+        Ok(Manifest { source_bucket: raw.source_bucket, format, destination_bucket, created_ms, schema, files })
     }
 }
 
@@ -150,11 +178,18 @@ mod tests {
     }
 
     #[test]
-    fn orc_and_parquet_are_not_supported_yet() {
-        for name in ["orc_inventory_manifest.json", "parquet_inventory_manifest.json"] {
-            let e = Manifest::parse(name, &sample(name)).unwrap_err();
-            assert!(matches!(e, InventoryError::UnsupportedFormat { .. }), "{e}");
-            assert!(e.to_string().contains("not supported yet"));
+    fn parses_real_orc_and_parquet_manifests() {
+        for (name, format) in
+            [("orc_inventory_manifest.json", FileFormat::Orc), ("parquet_inventory_manifest.json", FileFormat::Parquet)]
+        {
+            let m = Manifest::parse(name, &sample(name)).unwrap();
+            assert_eq!(m.format, format);
+            assert_eq!(m.created_ms, 1715043600000);
+            assert_eq!(m.schema.width, 18);
+            assert_eq!(m.schema.name(m.schema.encryption.unwrap()), "encryption_status");
+            assert!(m.schema.has_versions());
+            let stem = name.strip_suffix(".json").unwrap();
+            verify_checksum(stem, &sample(name), &sample(&format!("{stem}.checksum"))).unwrap();
         }
     }
 

@@ -1,4 +1,5 @@
-//! One inventory row, decoded from its CSV record.
+//! One inventory row, decoded from its CSV record (Parquet and ORC rows are read in
+//! `columnar` and share [`RowDecoder::finish`]).
 //!
 //! Value sets and conventions are those of real S3 Inventory output (docs/s3-facts.md §1.3,
 //! §1.4): every field may be quoted, `""` means absent, booleans are `true`/`false`, dates
@@ -204,8 +205,8 @@ pub struct RowDecoder {
 }
 
 impl RowDecoder {
-    /// One record to a row. Long because it is one arm per inventory field, each with
-    /// its own rule and error; they share nothing to factor out.
+    /// One CSV record to a row: the key URL-decoded, booleans, numbers and dates parsed from
+    /// their text, then [`Self::finish`]. Long because it is one arm per typed field.
     pub fn decode(&self, rec: &ByteRecord) -> Result<InventoryRow, RowError> {
         let s = &self.schema;
         let width_ok = if self.batch_ops { rec.len() == 2 || rec.len() == 3 } else { rec.len() == s.width };
@@ -234,14 +235,14 @@ impl RowDecoder {
             }
         };
 
-        let bucket = text(Some(s.bucket))?.ok_or_else(|| err(s.bucket, "is empty".into()))?.to_string();
+        let bucket = text(Some(s.bucket))?;
         let key =
             decode_form_key(rec.get(s.key).unwrap_or_default()).map_err(|e: KeyError| err(s.key, e.to_string()))?;
-        let mut version_id = text(s.version_id)?.map(str::to_string);
-        if self.batch_ops && version_id.as_deref() == Some("null") {
+        let mut version_id = text(s.version_id)?;
+        if self.batch_ops && version_id == Some("null") {
             version_id = None;
         }
-        let is_delete_marker = boolean(s.is_delete_marker)?.unwrap_or(false);
+        let is_delete_marker = boolean(s.is_delete_marker)?;
         let size = match text(s.size)? {
             None => None,
             Some(v) => Some(
@@ -255,27 +256,7 @@ impl RowDecoder {
                     .ok_or_else(|| err(s.last_modified.unwrap(), format!("'{v}' is not an RFC 3339 date")))?,
             ),
         };
-        let storage_class = match text(s.storage_class)? {
-            None => None,
-            Some(v) => Some(v.parse().map_err(|e| err(s.storage_class.unwrap(), e))?),
-        };
-        let encryption = match text(s.encryption)? {
-            Some(v) => Some(v.parse().map_err(|e| err(s.encryption.unwrap(), e))?),
-            None if is_delete_marker => None,
-            None if s.encryption.is_some() => {
-                return Err(err(s.encryption.unwrap(), "is empty on an object that is not a delete marker".into()))
-            }
-            None => self.assume_encryption,
-        };
-        let lock_mode = text(s.lock_mode)?.map(str::to_ascii_uppercase);
-        let legal_hold = match text(s.legal_hold)? {
-            None => false,
-            Some(v) if v.eq_ignore_ascii_case("on") => true,
-            Some(v) if v.eq_ignore_ascii_case("off") => false,
-            Some(v) => return Err(err(s.legal_hold.unwrap(), format!("'{v}' is not On or Off"))),
-        };
-        let bucket_key_enabled = text(s.bucket_key_status)?.map(|v| v.eq_ignore_ascii_case("ENABLED"));
-        Ok(InventoryRow {
+        self.finish(RawRow {
             bucket,
             key,
             version_id,
@@ -283,17 +264,88 @@ impl RowDecoder {
             is_delete_marker,
             size,
             last_modified_ms,
-            etag: text(s.etag)?.map(|e| e.trim_matches('"').to_string()),
-            storage_class,
-            encryption,
-            lock_mode,
+            etag: text(s.etag)?,
+            storage_class: text(s.storage_class)?,
+            encryption: text(s.encryption)?,
             lock_retain_until: text(s.lock_retain_until)?.map(str::to_string),
-            legal_hold,
-            it_tier: text(s.it_tier)?.map(str::to_ascii_uppercase),
-            bucket_key_enabled,
-            checksum_algorithm: text(s.checksum_algorithm)?.map(|c| c.replace('-', "").to_ascii_uppercase()),
+            lock_mode: text(s.lock_mode)?,
+            legal_hold: text(s.legal_hold)?,
+            it_tier: text(s.it_tier)?,
+            bucket_key_status: text(s.bucket_key_status)?,
+            checksum_algorithm: text(s.checksum_algorithm)?,
         })
     }
+
+    /// The rules every format shares, applied to one row's fields: what is required, the
+    /// value sets, and the normalisations. Errors name the column as [`Self::schema`] does.
+    pub fn finish(&self, raw: RawRow<'_>) -> Result<InventoryRow, RowError> {
+        let s = &self.schema;
+        let err = |i: usize, reason: String| RowError { field: s.name(i).to_string(), reason };
+        let bucket = raw.bucket.ok_or_else(|| err(s.bucket, "is empty".into()))?.to_string();
+        let is_delete_marker = raw.is_delete_marker.unwrap_or(false);
+        let storage_class = match raw.storage_class {
+            None => None,
+            Some(v) => Some(v.parse().map_err(|e| err(s.storage_class.unwrap_or(usize::MAX), e))?),
+        };
+        let encryption = match raw.encryption {
+            Some(v) => Some(v.parse().map_err(|e| err(s.encryption.unwrap_or(usize::MAX), e))?),
+            None if is_delete_marker => None,
+            None if s.encryption.is_some() => {
+                return Err(err(s.encryption.unwrap(), "is empty on an object that is not a delete marker".into()))
+            }
+            None => self.assume_encryption,
+        };
+        let legal_hold = match raw.legal_hold {
+            None => false,
+            Some(v) if v.eq_ignore_ascii_case("on") => true,
+            Some(v) if v.eq_ignore_ascii_case("off") => false,
+            Some(v) => return Err(err(s.legal_hold.unwrap_or(usize::MAX), format!("'{v}' is not On or Off"))),
+        };
+        Ok(InventoryRow {
+            bucket,
+            key: raw.key,
+            version_id: raw.version_id.map(str::to_string),
+            is_latest: raw.is_latest,
+            is_delete_marker,
+            size: raw.size,
+            last_modified_ms: raw.last_modified_ms,
+            etag: raw.etag.map(|e| e.trim_matches('"').to_string()),
+            storage_class,
+            encryption,
+            lock_mode: raw.lock_mode.map(str::to_ascii_uppercase),
+            lock_retain_until: raw.lock_retain_until,
+            legal_hold,
+            it_tier: raw.it_tier.map(str::to_ascii_uppercase),
+            bucket_key_enabled: raw.bucket_key_status.map(|v| v.eq_ignore_ascii_case("ENABLED")),
+            checksum_algorithm: raw.checksum_algorithm.map(|c| c.replace('-', "").to_ascii_uppercase()),
+        })
+    }
+}
+
+/// One row's fields as its data file gives them, before the shared rules of
+/// [`RowDecoder::finish`]: text where S3 writes text, typed where the format is typed (a
+/// CSV decoder parses the booleans, numbers and dates first). `None` is absent: a missing
+/// column, an empty field or a null. The key is already decoded (CSV keys are URL-encoded,
+/// Parquet and ORC keys are not) and checked.
+#[derive(Debug, Clone, Default)]
+pub struct RawRow<'a> {
+    pub bucket: Option<&'a str>,
+    pub key: String,
+    pub version_id: Option<&'a str>,
+    pub is_latest: Option<bool>,
+    pub is_delete_marker: Option<bool>,
+    pub size: Option<u64>,
+    pub last_modified_ms: Option<i64>,
+    pub etag: Option<&'a str>,
+    pub storage_class: Option<&'a str>,
+    pub encryption: Option<&'a str>,
+    /// As the report writes it (RFC 3339), or formatted from a typed timestamp.
+    pub lock_retain_until: Option<String>,
+    pub lock_mode: Option<&'a str>,
+    pub legal_hold: Option<&'a str>,
+    pub it_tier: Option<&'a str>,
+    pub bucket_key_status: Option<&'a str>,
+    pub checksum_algorithm: Option<&'a str>,
 }
 
 #[cfg(test)]

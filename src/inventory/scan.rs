@@ -1,14 +1,15 @@
 //! Reading every data file of an inventory, several at once, in flat memory.
 //!
 //! Each worker thread takes the next unread file, streams it through
-//! verify → gunzip → CSV → [`RowDecoder`], and hands each row to the caller's `per_row`
-//! with the worker's own state. Nothing holds more than one CSV record per worker; what
-//! the caller keeps (aggregates, a bounded channel to a writer) decides the rest. The
-//! first error stops every worker at its next row.
+//! verify → gunzip → CSV → [`RowDecoder`] (Parquet and ORC files: verify, then record
+//! batches, in [`super::columnar`]), and hands each row to the caller's `per_row` with the
+//! worker's own state. Nothing holds more than one CSV record or one record batch per
+//! worker; what the caller keeps (aggregates, a bounded channel to a writer) decides the
+//! rest. The first error stops every worker at its next row (or batch).
 
 use super::listing::{self, ListingSpec};
 use super::row::{EncryptionStatus, InventoryRow};
-use super::source::{BlobStore, Inventory};
+use super::source::{BlobStore, DataFormat, Inventory};
 use super::{InventoryError, RowError};
 use flate2::read::MultiGzDecoder;
 use std::io::Read;
@@ -20,7 +21,8 @@ use std::sync::Mutex;
 pub struct BadRow {
     pub file: String,
     pub row: u64,
-    pub line: u64,
+    /// CSV only.
+    pub line: Option<u64>,
     pub error: RowError,
 }
 
@@ -174,11 +176,14 @@ where
     F: Fn(&mut S, Result<InventoryRow, BadRow>) -> Result<(), InventoryError>,
 {
     let file = &inv.files[index];
+    if matches!(file.format, DataFormat::Parquet | DataFormat::Orc) {
+        return super::columnar::read_file(inv, file, blobs, failed, state, per_row);
+    }
     let raw = inv.open_file(file, blobs)?;
     let name = raw.name.clone();
     // Large buffers: fewer syscalls, and csv's own buffer sees whole records. The chain is
     // unwrapped afterwards so the verifying reader can check what it saw.
-    let (rows, raw) = if file.gzip {
+    let (rows, raw) = if file.format == DataFormat::CsvGzip {
         let mut gz = MultiGzDecoder::new(std::io::BufReader::with_capacity(256 * 1024, raw));
         let rows = read_records(inv, &name, &mut gz, failed, state, per_row)?;
         (rows, gz.into_inner().into_inner())
@@ -230,7 +235,7 @@ where
         let decoded = inv.decoder.decode(&record).map_err(|error| BadRow {
             file: name.to_string(),
             row,
-            line: record_line(&record, reader.position().line(), reader.get_ref(), this_cr_line),
+            line: Some(record_line(&record, reader.position().line(), reader.get_ref(), this_cr_line)),
             error,
         });
         per_row(state, decoded)?;
@@ -362,14 +367,14 @@ mod tests {
                 assume_encryption: Some(EncryptionStatus::SseS3),
                 batch_ops: false,
             },
-            files: vec![DataFile { location: Location::Local(path), size: None, md5: None, gzip: false }],
+            files: vec![DataFile { location: Location::Local(path), size: None, md5: None, format: DataFormat::Csv }],
             verify: false,
             listing: None,
         };
         let (mut states, _) = scan(&inv, None, 1, Vec::new, |seen: &mut Vec<(u64, u64)>, row| {
             let bad = row.expect_err("every row has a bad Size");
             assert_eq!(bad.error.field, "Size");
-            seen.push((bad.row, bad.line));
+            seen.push((bad.row, bad.line.unwrap()));
             Ok(())
         })
         .unwrap();

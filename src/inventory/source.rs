@@ -2,7 +2,8 @@
 //!
 //! Four sources are accepted:
 //! * a local `manifest.json` (data files found next to it, see [`resolve_local`]);
-//! * `s3://bucket/path/manifest.json`, streamed through a [`BlobStore`];
+//! * `s3://bucket/path/manifest.json`, streamed through a [`BlobStore`] (a Parquet or ORC
+//!   data file is spooled to a temporary file first: see `columnar`);
 //! * a Batch Operations CSV manifest (`bucket,key[,versionId]`, no header, URL-encoded
 //!   keys), local or `s3://`, plain or `.gz`. It has no encryption column, so it needs
 //!   `--assume-encryption`;
@@ -10,7 +11,7 @@
 //!   any `s3://` URL with `--list`): see [`super::listing`].
 
 use super::listing::{self, HeadFacts, ListCursor, ListPage, ListingSpec};
-use super::manifest::{self, Manifest};
+use super::manifest::{self, FileFormat, Manifest};
 use super::row::{EncryptionStatus, RowDecoder};
 use super::schema::Schema;
 use super::InventoryError;
@@ -109,13 +110,23 @@ pub struct OpenOptions {
     pub head_all: bool,
 }
 
+/// How one data file is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataFormat {
+    /// Plain CSV (a Batch Operations manifest, or an unzipped inventory file).
+    Csv,
+    CsvGzip,
+    Parquet,
+    Orc,
+}
+
 /// One data file to read.
 #[derive(Debug, Clone)]
 pub struct DataFile {
     pub location: Location,
     pub size: Option<u64>,
     pub md5: Option<String>,
-    pub gzip: bool,
+    pub format: DataFormat,
 }
 
 /// An opened inventory: what to read and how to decode it.
@@ -170,7 +181,8 @@ impl Inventory {
                     source_name: src.into(),
                     reason: "a Batch Operations CSV manifest has no encryption column; pass --assume-encryption SSE-S3|NOT-SSE".into(),
                 })?;
-                let gzip = src.to_ascii_lowercase().ends_with(".gz");
+                let format =
+                    if src.to_ascii_lowercase().ends_with(".gz") { DataFormat::CsvGzip } else { DataFormat::Csv };
                 Ok(Inventory {
                     source: src.into(),
                     source_bucket: None,
@@ -180,7 +192,7 @@ impl Inventory {
                         assume_encryption: Some(assume),
                         batch_ops: true,
                     },
-                    files: vec![DataFile { location, size: None, md5: None, gzip }],
+                    files: vec![DataFile { location, size: None, md5: None, format }],
                     verify: opts.verify,
                     listing: None,
                 })
@@ -230,8 +242,15 @@ impl Inventory {
                         // The data files live beside the manifest in the same bucket.
                         Location::S3 { bucket, .. } => Location::S3 { bucket: bucket.clone(), key: f.key.clone() },
                     };
-                    let gzip = !f.key.to_ascii_lowercase().ends_with(".csv");
-                    files.push(DataFile { location, size: f.size, md5: f.md5.clone(), gzip });
+                    // The manifest's fileFormat decides, not the file's name: a CSV file
+                    // named .parquet is refused as not Parquet.
+                    let format = match m.format {
+                        FileFormat::Csv if f.key.to_ascii_lowercase().ends_with(".csv") => DataFormat::Csv,
+                        FileFormat::Csv => DataFormat::CsvGzip,
+                        FileFormat::Parquet => DataFormat::Parquet,
+                        FileFormat::Orc => DataFormat::Orc,
+                    };
+                    files.push(DataFile { location, size: f.size, md5: f.md5.clone(), format });
                 }
                 Ok(Inventory {
                     source: src.into(),

@@ -13,7 +13,8 @@ use crate::support::plan_args;
 use flate2::write::GzEncoder;
 use rekey::inventory::keys::encode_form_key;
 use rekey::inventory::manifest::md5_hex;
-use rekey::inventory::synthetic::FULL_SCHEMA;
+use rekey::inventory::synthetic::{columnar_data_file, columnar_file_schema, FULL_SCHEMA};
+use rekey::inventory::FileFormat;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -199,6 +200,78 @@ const CASES: &[Case] = &[
     Case { name: "uncompressed-csv", args: &[], expect: Plans { rows: 3, keys: &[] } },
     Case { name: "empty-data-file", args: &[], expect: Plans { rows: 0, keys: &[] } },
     Case { name: "zero-row-manifest", args: &[], expect: Plans { rows: 0, keys: &[] } },
+    // Parquet and ORC inventories (fileFormat decides how a data file is read, not its name).
+    Case {
+        name: "parquet-truncated",
+        args: &["--no-verify"],
+        expect: Fails(&["parquet-truncated/part-0.parquet: truncated Parquet file: it does not end with the magic number PAR1"]),
+    },
+    Case {
+        name: "parquet-size-mismatch",
+        args: &[],
+        expect: Fails(&["parquet-size-mismatch/part-0.parquet: size is ", " bytes but the manifest says "]),
+    },
+    Case {
+        name: "parquet-wrong-magic",
+        args: &[],
+        expect: Fails(&["parquet-wrong-magic/part-0.parquet: not a Parquet file: it does not start with the magic number PAR1"]),
+    },
+    Case {
+        name: "parquet-that-is-csv",
+        args: &[],
+        expect: Fails(&["parquet-that-is-csv/part-0.parquet: not a Parquet file: it does not start with the magic number PAR1 (it is gzip: a CSV data file?)"]),
+    },
+    Case {
+        name: "parquet-md5-mismatch",
+        args: &[],
+        expect: Fails(&["parquet-md5-mismatch/part-0.parquet: MD5 is ", " but the manifest says 0123456789abcdef0123456789abcdef"]),
+    },
+    Case {
+        name: "parquet-no-key-column",
+        args: &[],
+        expect: Fails(&["parquet-no-key-column/part-0.parquet: has no column 'key', which the manifest's fileSchema lists"]),
+    },
+    Case {
+        name: "parquet-schema-without-key",
+        args: &[],
+        expect: Fails(&["parquet-schema-without-key/manifest.json: field fileSchema: fileSchema lacks the required column 'key'"]),
+    },
+    Case {
+        name: "parquet-wrong-column-type",
+        args: &[],
+        expect: Fails(&["parquet-wrong-column-type/part-0.parquet: column size is Utf8, expected an integer"]),
+    },
+    Case {
+        name: "parquet-bad-row",
+        args: &[],
+        expect: Fails(&["parquet-bad-row/part-0.parquet: row 2: field encryption_status: unknown encryption status 'AES256'"]),
+    },
+    Case {
+        name: "orc-truncated",
+        args: &["--no-verify"],
+        expect: Fails(&["orc-truncated/part-0.orc: truncated ORC file: it does not end with a postscript ending in ORC"]),
+    },
+    Case {
+        name: "orc-that-is-csv",
+        args: &[],
+        expect: Fails(&["orc-that-is-csv/part-0.orc: not an ORC file: it does not start with the magic number ORC (it is text: a CSV data file?)"]),
+    },
+    Case {
+        name: "orc-no-key-column",
+        args: &[],
+        expect: Fails(&["orc-no-key-column/part-0.orc: has no column 'key', which the manifest's fileSchema lists"]),
+    },
+    Case {
+        name: "orc-wrong-column-type",
+        args: &[],
+        expect: Fails(&["orc-wrong-column-type/part-0.orc: column is_latest is Utf8, expected a boolean"]),
+    },
+    Case {
+        name: "parquet-valid",
+        args: &[],
+        expect: Plans { rows: 4, keys: &["logs/app/0001.log", "a b+c%.txt", "a+b%2Bc%25.txt"] },
+    },
+    Case { name: "orc-valid", args: &[], expect: Plans { rows: 4, keys: &["a b+c%.txt", "a+b%2Bc%25.txt"] } },
 ];
 
 fn rekey(args: &[&str]) -> Output {
@@ -640,8 +713,127 @@ fn files_of(case: &str) -> Files {
         "uncompressed-csv" => flat(vec![("part-0.csv", csv(&good_rows()))]),
         "empty-data-file" => flat(vec![("part-0.csv.gz", gzip(b""))]),
         "zero-row-manifest" => vec![("manifest.json".into(), manifest_with("CSV", FULL_SCHEMA, &[]))],
+        other => columnar_files_of(other),
+    }
+}
+
+/// The Parquet and ORC cases: `part-0.parquet` or `part-0.orc` beside a manifest with S3's
+/// fileSchema for the format. Keys are written as they are (these formats do not encode).
+fn columnar_files_of(case: &str) -> Files {
+    let format = if case.starts_with("orc-") { FileFormat::Orc } else { FileFormat::Parquet };
+    let name = if format == FileFormat::Orc { "part-0.orc" } else { "part-0.parquet" };
+    let columns: Vec<&str> = FULL_SCHEMA.split(", ").collect();
+    let plain_rows = || -> Vec<Vec<String>> {
+        (1..=3).map(|i| row(&format!("logs/app/{i:04}.log"), &(i * 100).to_string())).collect()
+    };
+    let data = |columns: &[&str], rows: &[Vec<String>]| columnar_data_file(format, columns, rows).unwrap();
+    let good = data(&columns, &plain_rows());
+    let described = |bytes: &[u8]| (name, bytes.len() as u64, md5_hex(bytes));
+    let manifest =
+        |files: &[(&str, u64, String)]| manifest_with(format.as_str(), &columnar_file_schema(format, &columns), files);
+    let exact =
+        |bytes: Vec<u8>| vec![("manifest.json".to_string(), manifest(&[described(&bytes)])), (name.to_string(), bytes)];
+    match case {
+        "parquet-truncated" | "parquet-size-mismatch" | "orc-truncated" => {
+            let m = manifest(&[described(&good)]);
+            vec![("manifest.json".into(), m), (name.into(), good[..good.len() * 2 / 3].to_vec())]
+        }
+        "parquet-wrong-magic" => {
+            let mut bytes = good.clone();
+            bytes[3] = b'0';
+            exact(bytes)
+        }
+        // An inventory's CSV data file, as S3 writes it, where the Parquet one should be.
+        "parquet-that-is-csv" => exact(gzip(&csv(&good_rows()))),
+        "orc-that-is-csv" => exact(csv(&good_rows())),
+        "parquet-md5-mismatch" => {
+            let m = manifest(&[(name, good.len() as u64, "0123456789abcdef0123456789abcdef".into())]);
+            vec![("manifest.json".into(), m), (name.into(), good)]
+        }
+        "parquet-no-key-column" | "orc-no-key-column" => {
+            let without: Vec<&str> = columns.iter().copied().filter(|c| *c != "Key").collect();
+            let rows: Vec<Vec<String>> = plain_rows()
+                .into_iter()
+                .map(|mut r| {
+                    r.remove(1);
+                    r
+                })
+                .collect();
+            exact(data(&without, &rows))
+        }
+        "parquet-schema-without-key" => {
+            let without: Vec<&str> = columns.iter().copied().filter(|c| *c != "Key").collect();
+            let m = manifest_with(format.as_str(), &columnar_file_schema(format, &without), &[described(&good)]);
+            vec![("manifest.json".into(), m), (name.into(), good)]
+        }
+        // A column of text where S3 writes a number (or a boolean): as a hand-made export
+        // with every column a string would be.
+        "parquet-wrong-column-type" | "orc-wrong-column-type" => {
+            let typed = if format == FileFormat::Orc { "IsLatest" } else { "Size" };
+            let some = ["Bucket", "Key", typed, "EncryptionStatus"];
+            let rows: Vec<Vec<String>> = plain_rows()
+                .iter()
+                .map(|r| some.iter().map(|c| r[columns.iter().position(|x| x == c).unwrap()].clone()).collect())
+                .collect();
+            let bytes = all_text_columns(format, &some, &rows);
+            let m = manifest_with(format.as_str(), &columnar_file_schema(format, &some), &[described(&bytes)]);
+            vec![("manifest.json".into(), m), (name.into(), bytes)]
+        }
+        "parquet-bad-row" => {
+            let mut rows = plain_rows();
+            rows[1][11] = "AES256".into();
+            exact(data(&columns, &rows))
+        }
+        "parquet-valid" | "orc-valid" => {
+            let mut rows = plain_rows();
+            rows[1][1] = "a b+c%.txt".into();
+            rows[2][1] = "a+b%2Bc%25.txt".into();
+            let mut marker = row("gone.txt", "");
+            marker[4] = "true".into();
+            for f in [7, 8, 11] {
+                marker[f] = String::new();
+            }
+            rows.push(marker);
+            exact(data(&columns, &rows))
+        }
         other => panic!("no files for case {other}"),
     }
+}
+
+/// A data file whose every column is a string, `is_latest` and `size` included.
+fn all_text_columns(format: FileFormat, columns: &[&str], rows: &[Vec<String>]) -> Vec<u8> {
+    use arrow::array::{ArrayRef, RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+    let snake = |c: &str| {
+        c.chars().enumerate().fold(String::new(), |mut s, (i, ch)| {
+            if ch.is_ascii_uppercase() && i > 0 {
+                s.push('_');
+            }
+            s.push(ch.to_ascii_lowercase());
+            s
+        })
+    };
+    let schema =
+        Arc::new(Schema::new(columns.iter().map(|c| Field::new(snake(c), DataType::Utf8, true)).collect::<Vec<_>>()));
+    let arrays: Vec<ArrayRef> = (0..columns.len())
+        .map(|i| {
+            Arc::new(rows.iter().map(|r| Some(r[i].as_str()).filter(|v| !v.is_empty())).collect::<StringArray>())
+                as ArrayRef
+        })
+        .collect();
+    let batch = RecordBatch::try_new(schema.clone(), arrays).unwrap();
+    let mut out = Vec::new();
+    if format == FileFormat::Orc {
+        let mut w = orc_rust::ArrowWriterBuilder::new(&mut out, schema).try_build().unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+    } else {
+        let mut w = parquet::arrow::ArrowWriter::try_new(&mut out, schema, None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+    }
+    out
 }
 
 /// A key of exactly `len` bytes of UTF-8, with multi-byte characters, a space and a `+`

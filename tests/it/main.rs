@@ -10,6 +10,7 @@ mod access_emulator;
 mod architecture;
 mod bad_inputs;
 mod batch_ops_emulator;
+mod columnar_inventory;
 mod crash_trials;
 mod emulator_smoke;
 mod emulator_wrapper;

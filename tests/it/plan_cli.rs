@@ -303,14 +303,26 @@ fn bad_inventories_fail_cleanly() {
             "unknown format 'Avro'",
         ),
         (
-            "ORC",
+            "ORC label on a CSV fileSchema",
             Box::new(|m, _d| {
                 let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(m).unwrap()).unwrap();
                 v["fileFormat"] = "ORC".into();
                 std::fs::write(m, serde_json::to_vec(&v).unwrap()).unwrap();
                 std::fs::remove_file(m.with_extension("checksum")).unwrap();
             }),
-            "not supported yet",
+            "field fileSchema: cannot read the Parquet or ORC fileSchema",
+        ),
+        (
+            "Parquet manifest over gzip CSV data files",
+            Box::new(|m, _d| {
+                let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(m).unwrap()).unwrap();
+                v["fileFormat"] = "Parquet".into();
+                v["fileSchema"] =
+                    "message s3.inventory { required binary bucket (STRING); required binary key (STRING); optional binary encryption_status (STRING);}".into();
+                std::fs::write(m, serde_json::to_vec(&v).unwrap()).unwrap();
+                std::fs::remove_file(m.with_extension("checksum")).unwrap();
+            }),
+            ".csv.gz: not a Parquet file: it does not start with the magic number PAR1 (it is gzip: a CSV data file?)",
         ),
     ];
     for (name, damage, expected) in cases {

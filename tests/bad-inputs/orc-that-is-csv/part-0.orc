@@ -1,0 +1,3 @@
+"src-bucket","logs/app/0001.log","3HL4kqtJlcpXroDTDmJ-rmSpXd3dIbrH","true","false","100","2025-06-01T12:00:00.000Z","d41d8cd98f00b204e9800998ecf8427e","STANDARD","false","","SSE-S3","","","","","DISABLED","CRC32"
+"src-bucket","logs/app/0002.log","3HL4kqtJlcpXroDTDmJ-rmSpXd3dIbrH","true","false","200","2025-06-01T12:00:00.000Z","d41d8cd98f00b204e9800998ecf8427e","STANDARD","false","","SSE-S3","","","","","DISABLED","CRC32"
+"src-bucket","logs/app/0003.log","3HL4kqtJlcpXroDTDmJ-rmSpXd3dIbrH","true","false","300","2025-06-01T12:00:00.000Z","d41d8cd98f00b204e9800998ecf8427e","STANDARD","false","","SSE-S3","","","","","DISABLED","CRC32"
