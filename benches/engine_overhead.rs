@@ -9,6 +9,14 @@
 //! default) per window with getrusage(RUSAGE_SELF) around it, and the median CPU time
 //! (user + system, every thread: runtime workers and the writer) per object is printed:
 //! `cpu: window 64: median 9.8 µs/object (user 7.1 + sys 2.7), 140k objects/s wall`.
+//!
+//! Then CPU per object while paced (issue 14): the fake answers after 20 ms, and the run
+//! is paced by `--s3-rps` R for R = 1,000, 3,500 and 20,000 (about 3 s of objects at R),
+//! beside the same objects unpaced (both limiters at 10M/s) at the same window (128, as in
+//! the issue; 1,024 at 20,000, which 128 slots at 20 ms cannot carry). Each pair alternates
+//! `REKEY_BENCH_CPU_RUNS` times and prints medians and the paced/unpaced ratio:
+//! `paced: s3 3500 rps, window 128: paced 101.2 µs/object (3490 objects/s) vs unpaced 95.3
+//! (6300 objects/s): 1.06×`. `REKEY_BENCH_ONLY=paced` runs only this part (no criterion).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rekey::exec::progress::ProgressMode;
@@ -65,22 +73,78 @@ fn prepared(path: &Path, objs: &[PlannedObject]) -> Arc<FakeStore> {
     Arc::new(store)
 }
 
+/// A rate high enough never to pace.
+const UNPACED: f64 = 10_000_000.0;
+
 fn one_run(rt: &tokio::runtime::Runtime, path: &Path, store: Arc<FakeStore>, window: usize) {
+    paced_run(rt, path, store, window, UNPACED, OBJECTS);
+}
+
+/// One run with S3 paced at `s3_rps` (KMS unpaced); returns objects/s of wall time.
+fn paced_run(
+    rt: &tokio::runtime::Runtime,
+    path: &Path,
+    store: Arc<FakeStore>,
+    window: usize,
+    s3_rps: f64,
+    objects: usize,
+) -> f64 {
     let mut cfg = RunConfig::new(path.to_path_buf(), KEY.into());
-    cfg.kms_rps = 10_000_000.0;
-    cfg.s3_rps = 10_000_000.0;
+    cfg.kms_rps = UNPACED;
+    cfg.s3_rps = s3_rps;
     cfg.concurrency = Some(window);
     cfg.progress = ProgressMode::Quiet;
     let report = rt.block_on(run(store, cfg, Stopper::default())).unwrap();
-    assert_eq!(report.last.done, OBJECTS as u64);
+    assert_eq!(report.last.done, objects as u64);
+    objects as f64 / report.last.elapsed_secs
+}
+
+fn runs() -> usize {
+    std::env::var("REKEY_BENCH_CPU_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5).max(1)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// CPU per object paced at several S3 rates, each beside the same run unpaced (issue 14).
+fn cpu_per_object_paced(rt: &tokio::runtime::Runtime, dir: &Path) {
+    const LATENCY: Duration = Duration::from_millis(20);
+    for (rate, window) in [(1_000.0f64, 128usize), (3_500.0, 128), (20_000.0, 1024)] {
+        let objects = (rate * 3.0) as usize;
+        let objs: Vec<PlannedObject> = (0..objects).map(planned).collect();
+        let path = dir.join(format!("paced-{rate}.rekey"));
+        let (mut paced, mut unpaced) = (Vec::new(), Vec::new());
+        for _ in 0..runs() {
+            for (limit, out) in [(rate, &mut paced), (UNPACED, &mut unpaced)] {
+                let store = prepared(&path, &objs);
+                store.set_behaviour(FakeBehaviour { latency: LATENCY, ..Default::default() });
+                let (u0, s0) = cpu_us();
+                let wall_rate = paced_run(rt, &path, store, window, limit, objects);
+                let (u1, s1) = cpu_us();
+                out.push(((u1 - u0 + s1 - s0) as f64 / objects as f64, wall_rate));
+            }
+        }
+        let show = |v: &[(f64, f64)]| v.iter().map(|s| format!("{:.1}", s.0)).collect::<Vec<_>>().join(", ");
+        let (p, u) = (median(paced.iter().map(|s| s.0).collect()), median(unpaced.iter().map(|s| s.0).collect()));
+        println!(
+            "paced: s3 {rate:.0} rps, window {window}, 20 ms, {objects} objects: paced {p:.1} µs/object ({:.0} objects/s) \
+             vs unpaced {u:.1} ({:.0} objects/s): {:.2}×; runs [{}] vs [{}]",
+            median(paced.iter().map(|s| s.1).collect()),
+            median(unpaced.iter().map(|s| s.1).collect()),
+            p / u,
+            show(&paced),
+            show(&unpaced),
+        );
+    }
 }
 
 /// CPU-microseconds per object: getrusage around fixed-size runs (setup excluded).
 fn cpu_per_object(rt: &tokio::runtime::Runtime, path: &Path, objs: &[PlannedObject]) {
-    let runs: usize = std::env::var("REKEY_BENCH_CPU_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
     for window in [64usize, 512] {
         let mut samples = Vec::new();
-        for _ in 0..runs.max(1) {
+        for _ in 0..runs() {
             let store = prepared(path, objs);
             let ((u0, s0), t0) = (cpu_us(), Instant::now());
             one_run(rt, path, store, window);
@@ -113,7 +177,12 @@ fn bench(c: &mut Criterion) {
     let path = dir.path().join("bench.rekey");
     let objs: Vec<PlannedObject> = (0..OBJECTS).map(planned).collect();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    if std::env::var("REKEY_BENCH_ONLY").is_ok_and(|v| v == "paced") {
+        cpu_per_object_paced(&rt, dir.path());
+        return;
+    }
     cpu_per_object(&rt, &path, &objs);
+    cpu_per_object_paced(&rt, dir.path());
     let mut g = c.benchmark_group("engine");
     g.throughput(Throughput::Elements(OBJECTS as u64));
     g.sample_size(10).measurement_time(Duration::from_secs(30));

@@ -18,8 +18,17 @@
 //! back: quickly to just below the rate that was throttled, slowly above it, never past the
 //! configured ceiling.
 //!
-//! The request path takes no lock: a request that got through adds its weight to an
-//! atomic counter, and taking tokens is governor's lock-free check. The rate state (slow
+//! Waiting is one waiter per limiter (issue 14): a request that conforms now takes its
+//! cells with governor's lock-free check and goes; one that must wait queues on a fair
+//! (FIFO) async mutex, and only the head of that queue sleeps on the clock, on a tokio
+//! timer, then takes its cells and hands the turn on. governor's own `until_n_ready` had
+//! every waiting task sleep on a `futures-timer` delay to the same instant and re-poll:
+//! each permit woke the whole queue (128 tasks at `--concurrency 128`) and parked all but
+//! one again, which cost 12× the CPU per object of an unpaced run at 1,000 rps
+//! (docs/performance.md, "CPU per object while paced").
+//!
+//! The request path takes no lock when it need not wait: a request that got through adds
+//! its weight to an atomic counter, and taking tokens is governor's lock-free check. The rate state (slow
 //! start, AIMD) sits behind a mutex that only [`AdaptiveLimiter::tick`] (called by the engine's 250 ms
 //! controller: fold the counter into the admitted-rate window, raise the rate) and
 //! [`AdaptiveLimiter::on_throttle`] (rare by design) take.
@@ -29,7 +38,7 @@ use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -263,6 +272,13 @@ pub struct AdaptiveLimiter<C: Clock = DefaultClock> {
     /// Weight admitted since the last fold into the AIMD window, × 1000 (a Bucket Key
     /// write weighs 0.01 = 10).
     admitted_milli: AtomicU64,
+    /// The turn to wait on the clock: held by the one request that sleeps until its cells
+    /// conform; the others queue here in order and are woken once each, when their turn
+    /// comes (tokio's mutex is FIFO).
+    turn: tokio::sync::Mutex<()>,
+    /// Requests queued for (or holding) the turn: while any are, new ones queue behind
+    /// them instead of taking the cells the head is waiting for.
+    waiting: AtomicUsize,
 }
 
 /// A limiter's rate state: slow start while it lasts, then AIMD.
@@ -328,6 +344,8 @@ impl<C: Clock> AdaptiveLimiter<C> {
             cost: AtomicU32::new(0),
             rate_milli: AtomicU64::new(0),
             admitted_milli: AtomicU64::new(0),
+            turn: tokio::sync::Mutex::new(()),
+            waiting: AtomicUsize::new(0),
             started,
             ceiling: aimd.ceiling,
             state: Mutex::new(Pacing { aimd, ramp, ramp_ended: None, learned: None }),
@@ -469,16 +487,57 @@ impl<C: Clock> AdaptiveLimiter<C> {
 }
 
 impl<C: governor::clock::ReasonablyRealtime> AdaptiveLimiter<C> {
-    /// Wait until `weight` requests may be sent. Lock-free (governor's GCRA is one atomic
-    /// compare-and-swap); the rate changes only through `tick` and `on_throttle`.
+    /// Wait until `weight` requests may be sent. Lock-free when the cells conform now
+    /// (governor's GCRA is one atomic compare-and-swap); otherwise in line behind the
+    /// requests already waiting, with only the head asleep on a timer. The rate changes
+    /// only through `tick` and `on_throttle`, and the head reads it afresh on every wake.
     pub async fn acquire(&self, weight: f64) {
-        let mut cells = self.cells_for(weight);
-        while cells > 0 {
-            let n = cells.min(BURST_CELLS as u64) as u32;
-            // n ≤ burst, so this cannot fail for lack of capacity.
-            let _ = self.limiter.until_n_ready(NonZeroU32::new(n).unwrap()).await;
-            cells -= n as u64;
+        if self.waiting.load(Ordering::Relaxed) == 0 && self.take_now(weight) {
+            return;
         }
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        // Decremented however this ends, a stop dropping the future included.
+        let _queued = Queued(&self.waiting);
+        let _turn = self.turn.lock().await;
+        let mut taken = 0u64;
+        loop {
+            // The cost at the current rate: a cut or a raise while this request slept counts.
+            let Some(n) = NonZeroU32::new(self.cells_for(weight).saturating_sub(taken).min(BURST_CELLS as u64) as u32)
+            else {
+                return;
+            };
+            // n ≤ burst, so the check cannot fail for lack of capacity.
+            match self.limiter.check_n(n) {
+                Ok(Ok(())) => taken += n.get() as u64,
+                Ok(Err(not_until)) => {
+                    let clock = self.limiter.clock();
+                    tokio::time::sleep(not_until.wait_time_from(clock.now())).await;
+                }
+                Err(_) => unreachable!("{n} cells fit the burst of {BURST_CELLS}"),
+            }
+        }
+    }
+
+    /// Take `weight` requests' cells if all of them conform now (the common case: within
+    /// the burst, or unpaced).
+    fn take_now(&self, weight: f64) -> bool {
+        let cells = self.cells_for(weight);
+        if cells > BURST_CELLS as u64 {
+            return false;
+        }
+        match NonZeroU32::new(cells as u32) {
+            None => true,
+            Some(n) => matches!(self.limiter.check_n(n), Ok(Ok(()))),
+        }
+    }
+}
+
+/// A request counted in [`AdaptiveLimiter::waiting`] until it is dropped.
+struct Queued<'a>(&'a AtomicUsize);
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -786,6 +845,36 @@ mod tests {
         // Demand picks up: the ramp goes on from where it was.
         ramp(&l, &clock, 10_000, 11_000, f64::MAX);
         assert_eq!(l.rate(), 1000.0);
+    }
+
+    /// Waiters past the burst go in the order they came, each once (one waiter on the
+    /// clock, the rest queued), and one given up on (a stop drops its future) leaves the
+    /// queue: the next request takes the fast path again.
+    #[tokio::test]
+    async fn waiters_go_in_order_and_a_dropped_one_leaves_the_queue() {
+        // 100 rps: the 0.1 s burst holds 10 requests; 25 need about 0.15 s more.
+        let l = std::sync::Arc::new(AdaptiveLimiter::new("s3", 100.0, S));
+        let order = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for i in 0..25 {
+            let (l, order) = (l.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                l.acquire(1.0).await;
+                order.lock().unwrap().push(i);
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), (0..25).collect::<Vec<_>>());
+        assert_eq!(l.waiting.load(Ordering::Relaxed), 0);
+        // The bucket is empty now: this one has to wait, and is given up on.
+        let gave_up = tokio::time::timeout(Duration::from_micros(10), l.acquire(1.0)).await;
+        assert!(gave_up.is_err(), "the 26th request conformed at once");
+        assert_eq!(l.waiting.load(Ordering::Relaxed), 0, "a dropped waiter stays counted");
+        // A weight above the burst (cells in several takes) gets through the queue too.
+        l.acquire(15.0).await;
+        assert_eq!(l.waiting.load(Ordering::Relaxed), 0);
     }
 
     #[test]

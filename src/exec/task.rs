@@ -2,8 +2,8 @@
 //! [`OutcomeRecord`] that says how it ended.
 //!
 //! Every request first takes a slot of the in-flight window, then its tokens from the
-//! KMS and S3 buckets, so at most `concurrency` tasks ever wait on the limiters (many
-//! waiters on a governor limiter wake together and spin). Between attempts the task
+//! KMS and S3 buckets, so at most `concurrency` tasks ever wait on the limiters (each
+//! limiter queues them, with one asleep on the clock). Between attempts the task
 //! holds no slot: a backoff sleep costs nothing but memory.
 //!
 //! How an answer is handled (issue "execution", docs/s3-facts.md §2.3, §5):
