@@ -517,7 +517,7 @@ mod tests {
     }
 
     fn open_sample(manifest: &str) -> Inventory {
-        let opts = OpenOptions { verify: true, assume_encryption: None };
+        let opts = OpenOptions { verify: true, ..OpenOptions::default() };
         Inventory::open(&format!("{SAMPLES}/{manifest}"), &opts, None).unwrap()
     }
 
@@ -608,6 +608,7 @@ mod tests {
                 format: DataFormat::Parquet,
             }],
             verify: false,
+            listing: None,
         };
         rows_of(&inv)
     }
