@@ -91,7 +91,7 @@ pub async fn check_default_encryption(api: &impl BucketApi, f: &PlanFacts, bucke
         Check::new(
             Verdict::Warn,
             title,
-            format!("bucket {bucket}: {found}, so new writes keep arriving outside this key; set the default to the key with a Bucket Key: {fix}"),
+            format!("bucket {bucket}: {found}, so new writes keep arriving outside this key; after the run, `rekey finish` sets the default to the key with a Bucket Key (or now: {fix})"),
         )
     };
     let default = match api.default_encryption(bucket).await {
