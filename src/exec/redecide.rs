@@ -27,21 +27,11 @@ pub struct Redecide {
     pub head_first: bool,
 }
 
-/// S3's `x-amz-server-side-encryption` as an inventory's EncryptionStatus.
-pub fn encryption_of(head: &HeadResult) -> EncryptionStatus {
-    match head.sse.as_deref() {
-        None | Some("") => EncryptionStatus::NotSse,
-        Some("AES256") => EncryptionStatus::SseS3,
-        Some("aws:kms:dsse") => EncryptionStatus::DsseKms,
-        Some(_) => EncryptionStatus::SseKms,
-    }
-}
-
 impl Redecide {
     /// What the plan's rules make of `item` as `head` shows it. The HEAD must be of the
     /// version the plan saw (the caller compares ETags first).
     pub fn decide(&self, item: &WorkItem, head: &HeadResult) -> (Decision, EncryptionStatus) {
-        let encryption = encryption_of(head);
+        let encryption = head.encryption_status();
         let row = InventoryRow {
             bucket: item.bucket.clone(),
             key: item.key.clone(),

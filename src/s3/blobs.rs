@@ -279,23 +279,15 @@ impl S3Blobs {
                 };
             }
         };
-        use aws_sdk_s3::types::{ObjectLockLegalHoldStatus, ServerSideEncryption};
-        let encryption = match out.server_side_encryption() {
-            None => EncryptionStatus::NotSse,
-            Some(ServerSideEncryption::Aes256) => EncryptionStatus::SseS3,
-            Some(ServerSideEncryption::AwsKms) => EncryptionStatus::SseKms,
-            Some(ServerSideEncryption::AwsKmsDsse) => EncryptionStatus::DsseKms,
-            Some(_) => EncryptionStatus::SseKms,
-        };
-        let encryption = if out.sse_customer_algorithm().is_some() { EncryptionStatus::SseC } else { encryption };
+        let h = super::sdk_store::head_result(&out);
+        let encryption =
+            if out.sse_customer_algorithm().is_some() { EncryptionStatus::SseC } else { h.encryption_status() };
         Ok(Some(HeadFacts {
             encryption: Some(encryption),
-            lock_mode: out.object_lock_mode().map(|m| m.as_str().to_string()),
-            lock_retain_until: out
-                .object_lock_retain_until_date()
-                .and_then(|t| t.fmt(aws_sdk_s3::primitives::DateTimeFormat::DateTime).ok()),
-            legal_hold: out.object_lock_legal_hold_status() == Some(&ObjectLockLegalHoldStatus::On),
-            bucket_key_enabled: out.bucket_key_enabled(),
+            lock_mode: h.lock.mode,
+            lock_retain_until: h.lock.retain_until,
+            legal_hold: h.lock.legal_hold,
+            bucket_key_enabled: h.bucket_key_enabled,
         }))
     }
 }

@@ -5,6 +5,7 @@
 //! Errors are classified here, once, into [`S3ErrorKind`]: the engine decides retries,
 //! pacing and the circuit breaker from the kind alone.
 
+use crate::inventory::EncryptionStatus;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
@@ -159,6 +160,17 @@ pub struct HeadResult {
 }
 
 impl HeadResult {
+    /// `x-amz-server-side-encryption` as an inventory's EncryptionStatus. SSE-C is not
+    /// seen here: S3 refuses to HEAD such an object without its key (docs/s3-facts.md §1.6).
+    pub fn encryption_status(&self) -> EncryptionStatus {
+        match self.sse.as_deref() {
+            None | Some("") => EncryptionStatus::NotSse,
+            Some("AES256") => EncryptionStatus::SseS3,
+            Some("aws:kms:dsse") => EncryptionStatus::DsseKms,
+            Some(_) => EncryptionStatus::SseKms,
+        }
+    }
+
     /// Already SSE-KMS under `key_arn` (S3 reports a full ARN; emulators may echo an id).
     pub fn is_kms_under(&self, key_arn: &str) -> bool {
         self.sse.as_deref() == Some("aws:kms") && self.kms_key_id.as_deref().is_some_and(|k| same_kms_key(k, key_arn))

@@ -106,30 +106,36 @@ impl SdkStore {
             .send()
             .await
             .map_err(call_error)?;
-        let sum = checksum!(out);
-        Ok(HeadResult {
-            etag: out.e_tag().map(|e| e.trim_matches('"').to_string()),
-            version_id: out.version_id().map(str::to_string),
-            sse: out.server_side_encryption().map(|s| s.as_str().to_string()),
-            kms_key_id: out.ssekms_key_id().map(str::to_string),
-            storage_class: out.storage_class().map(|s| s.as_str().to_string()),
-            bucket_key_enabled: out.bucket_key_enabled(),
-            content_length: out.content_length().map(|n| n.max(0) as u64),
-            metadata: out.metadata().cloned().unwrap_or_default(),
-            content_type: out.content_type().map(str::to_string),
-            content_encoding: out.content_encoding().map(str::to_string),
-            content_disposition: out.content_disposition().map(str::to_string),
-            content_language: out.content_language().map(str::to_string),
-            cache_control: out.cache_control().map(str::to_string),
-            expires: out.expires_string().map(str::to_string),
-            website_redirect: out.website_redirect_location().map(str::to_string),
-            checksum_algorithm: sum.and_then(|s| s.split_once(':').map(|(a, _)| a.to_string())),
-            lock: LockSettings {
-                mode: out.object_lock_mode().map(|m| m.as_str().to_string()),
-                retain_until: out.object_lock_retain_until_date().and_then(|t| t.fmt(DateTimeFormat::DateTime).ok()),
-                legal_hold: out.object_lock_legal_hold_status() == Some(&ObjectLockLegalHoldStatus::On),
-            },
-        })
+        Ok(head_result(&out))
+    }
+}
+
+/// What a HeadObject answer says, as the engine reads it (also the planner's `--head-all`,
+/// `s3::blobs`).
+pub fn head_result(out: &aws_sdk_s3::operation::head_object::HeadObjectOutput) -> HeadResult {
+    let sum = checksum!(out);
+    HeadResult {
+        etag: out.e_tag().map(|e| e.trim_matches('"').to_string()),
+        version_id: out.version_id().map(str::to_string),
+        sse: out.server_side_encryption().map(|s| s.as_str().to_string()),
+        kms_key_id: out.ssekms_key_id().map(str::to_string),
+        storage_class: out.storage_class().map(|s| s.as_str().to_string()),
+        bucket_key_enabled: out.bucket_key_enabled(),
+        content_length: out.content_length().map(|n| n.max(0) as u64),
+        metadata: out.metadata().cloned().unwrap_or_default(),
+        content_type: out.content_type().map(str::to_string),
+        content_encoding: out.content_encoding().map(str::to_string),
+        content_disposition: out.content_disposition().map(str::to_string),
+        content_language: out.content_language().map(str::to_string),
+        cache_control: out.cache_control().map(str::to_string),
+        expires: out.expires_string().map(str::to_string),
+        website_redirect: out.website_redirect_location().map(str::to_string),
+        checksum_algorithm: sum.and_then(|s| s.split_once(':').map(|(a, _)| a.to_string())),
+        lock: LockSettings {
+            mode: out.object_lock_mode().map(|m| m.as_str().to_string()),
+            retain_until: out.object_lock_retain_until_date().and_then(|t| t.fmt(DateTimeFormat::DateTime).ok()),
+            legal_hold: out.object_lock_legal_hold_status() == Some(&ObjectLockLegalHoldStatus::On),
+        },
     }
 }
 
