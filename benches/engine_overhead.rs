@@ -16,7 +16,9 @@
 //! the issue; 1,024 at 20,000, which 128 slots at 20 ms cannot carry). Each pair alternates
 //! `REKEY_BENCH_CPU_RUNS` times and prints medians and the paced/unpaced ratio:
 //! `paced: s3 3500 rps, window 128: paced 101.2 µs/object (3490 objects/s) vs unpaced 95.3
-//! (6300 objects/s): 1.06×`. `REKEY_BENCH_ONLY=paced` runs only this part (no criterion).
+//! (6300 objects/s): 1.06×`. `REKEY_BENCH_ONLY=paced` runs only this part (no criterion);
+//! to profile one rate, `REKEY_BENCH_RATES=1000` runs only it, `REKEY_BENCH_SECS=10`
+//! lengthens each run, and `REKEY_BENCH_LEG=paced` skips the unpaced side.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rekey::exec::progress::ProgressMode;
@@ -111,13 +113,25 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// CPU per object paced at several S3 rates, each beside the same run unpaced (issue 14).
 fn cpu_per_object_paced(rt: &tokio::runtime::Runtime, dir: &Path) {
     const LATENCY: Duration = Duration::from_millis(20);
+    // `REKEY_BENCH_RATES=1000,3500` runs only those rates (to profile one of them).
+    let only: Option<Vec<f64>> =
+        std::env::var("REKEY_BENCH_RATES").ok().map(|v| v.split(',').filter_map(|r| r.trim().parse().ok()).collect());
     for (rate, window) in [(1_000.0f64, 128usize), (3_500.0, 128), (20_000.0, 1024)] {
-        let objects = (rate * 3.0) as usize;
+        if only.as_ref().is_some_and(|o| !o.contains(&rate)) {
+            continue;
+        }
+        let secs: f64 = std::env::var("REKEY_BENCH_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(3.0);
+        let objects = (rate * secs) as usize;
         let objs: Vec<PlannedObject> = (0..objects).map(planned).collect();
         let path = dir.join(format!("paced-{rate}.rekey"));
         let (mut paced, mut unpaced) = (Vec::new(), Vec::new());
         for _ in 0..runs() {
             for (limit, out) in [(rate, &mut paced), (UNPACED, &mut unpaced)] {
+                // `REKEY_BENCH_LEG=paced` (or `unpaced`) runs one side only, to profile it.
+                if std::env::var("REKEY_BENCH_LEG").is_ok_and(|l| (l == "paced") != (limit == rate)) {
+                    out.push((f64::NAN, f64::NAN));
+                    continue;
+                }
                 let store = prepared(&path, &objs);
                 store.set_behaviour(FakeBehaviour { latency: LATENCY, ..Default::default() });
                 let (u0, s0) = cpu_us();
