@@ -1,5 +1,6 @@
-//! The dispatcher: pages the rows still to do out of the checkpoint, runs one task per
-//! object under a bound on live tasks, sizes the in-flight window, and stops cleanly.
+//! The dispatcher: pages the rows still to do out of the checkpoint, feeds them to a pool
+//! of tasks (each takes the next row when it has finished one), sizes the in-flight
+//! window, and stops cleanly.
 
 use super::limiter::{AdaptiveLimiter, SlowStart};
 use super::progress::{self, Progress, ProgressMode, ProgressSnapshot};
@@ -15,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
 /// `--max-failures N|P%`.
@@ -129,7 +130,7 @@ pub struct RunReport {
     pub abandoned: u64,
 }
 
-/// Live tasks at most: the window, plus room for tasks sleeping between retries.
+/// Tasks in the pool, at least: the window, plus room for tasks sleeping between retries.
 const MIN_LIVE_TASKS: usize = 1024;
 /// Bounds of the default window.
 const MIN_WINDOW: usize = 4;
@@ -139,8 +140,9 @@ const PAGE: usize = 1000;
 /// Execute the plan in `cfg.state` against `store` until done or stopped via `stop`.
 ///
 /// Kept in one piece on purpose: it is the run's async structure in the order it happens
-/// (limiters and writer up, the dispatcher's loop, the drain, the teardown in the order
-/// the tasks, the controller and the writer must end), which reads best top to bottom.
+/// (limiters and writer up, the dispatcher and its pool ([`dispatch`]), the teardown in
+/// the order the tasks, the controller and the writer must end), which reads best top to
+/// bottom.
 pub async fn run<S: ObjectStore>(store: Arc<S>, cfg: RunConfig, stop: Stopper) -> Result<RunReport, StoreError> {
     let totals = OutcomeWriter::open(&cfg.state)?.todo_totals()?;
     let counters = Arc::new(RunCounters::default());
@@ -181,56 +183,28 @@ pub async fn run<S: ObjectStore>(store: Arc<S>, cfg: RunConfig, stop: Stopper) -
     }));
     let controller = tokio::spawn(control(ctx.clone(), cfg.concurrency.is_none().then_some(initial_window)));
 
-    // The dispatcher.
-    let live = Arc::new(Semaphore::new(MIN_LIVE_TASKS.max(2 * cfg.concurrency.unwrap_or(MAX_WINDOW))));
-    let mut reader = TodoReader::open(&cfg.state)?;
-    let mut tasks = JoinSet::new();
-    let deferred = 0u64;
-    let outcomes = writer.sender();
-    let mut canary_done = false;
-    'pages: while !stop.is_stopped() {
-        if cfg.canary && canary_done {
-            break;
-        }
-        let page = read_page(&mut reader, cfg.canary);
-        canary_done = true;
-        // A failed read stops the run like a failed write: the tasks already out are
-        // drained and recorded rather than dropped mid-request.
-        let page = match page {
-            Ok(p) => p,
-            Err(e) => {
-                stop.stop(StopReason::Checkpoint(e.to_string()));
-                break;
-            }
-        };
-        if page.is_empty() {
-            break;
-        }
-        for item in page {
-            // Watch the stop signal only when there is a wait (it costs a registration).
-            let permit = match live.clone().try_acquire_owned() {
-                Ok(p) => p,
-                Err(_) => tokio::select! {
-                    p = live.clone().acquire_owned() => p.expect("never closed"),
-                    _ = stop.stopped() => break 'pages,
-                },
-            };
-            counters.dispatched.fetch_add(1, Relaxed);
-            let (ctx, tx, seed) = (ctx.clone(), outcomes.clone(), cfg.seed);
-            tasks.spawn(async move {
-                let outcome = migrate(&ctx, item, seed).await;
-                // Unattempted pending objects need no record; everything else is written.
-                if outcome.attempts > 0 {
-                    let _ = tx.send(outcome.into());
-                }
-                drop(permit);
-            });
-            while tasks.try_join_next().is_some() {}
-        }
-    }
-    drop(outcomes);
-
-    let abandoned = drain(&mut tasks, &stop, &progress, cfg.drain_timeout).await;
+    // The dispatcher runs as a task of the runtime, not on the thread that called `run`
+    // (the CLI's block_on): spawned from a worker, a task goes to that worker's queue, while
+    // from outside the runtime each spawn woke a worker thread and each freed task slot
+    // woke the calling thread, two futex calls per object that cost most at a paced
+    // trickle (issue 14).
+    let dispatcher = tokio::spawn(dispatch(
+        ctx.clone(),
+        TodoReader::open(&cfg.state)?,
+        writer.sender(),
+        progress.clone(),
+        Dispatch {
+            canary: cfg.canary,
+            seed: cfg.seed,
+            // At most one task per row to do.
+            pool: MIN_LIVE_TASKS.max(2 * cfg.concurrency.unwrap_or(MAX_WINDOW)).min(totals.objects.max(1) as usize),
+            drain_timeout: cfg.drain_timeout,
+        },
+    ));
+    let abandoned = match dispatcher.await {
+        Ok(abandoned) => abandoned,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    };
     controller.abort();
     // Wait for it to be dropped: it holds the context, whose writer sender must be gone
     // before the writer can finish.
@@ -246,7 +220,145 @@ pub async fn run<S: ObjectStore>(store: Arc<S>, cfg: RunConfig, stop: Stopper) -
         // such (the caller's exit 5 and one line), not as a bare I/O error.
         Err(e) => (WriterStats::default(), Some(StopReason::Checkpoint(e.to_string()))),
     };
-    Ok(RunReport { stop, last: progress.snapshot(), deferred, writer, abandoned })
+    Ok(RunReport { stop, last: progress.snapshot(), deferred: 0, writer, abandoned })
+}
+
+/// What the dispatcher is told beside the shared context.
+struct Dispatch {
+    canary: bool,
+    seed: u64,
+    /// Tasks in the pool.
+    pool: usize,
+    drain_timeout: Duration,
+}
+
+/// The rows still to do, between the dispatcher (which pages them out of the checkpoint)
+/// and the pool's tasks (which take them one at a time).
+struct Feed {
+    rows: std::sync::Mutex<FeedRows>,
+    /// Tasks that found no row wait here for the next page.
+    refilled: Notify,
+    /// The dispatcher waits here for the rows to run low.
+    low: Notify,
+}
+
+struct FeedRows {
+    rows: std::collections::VecDeque<WorkItem>,
+    /// No more pages: the plan is done, the canary's rows are out, or the run stopped.
+    ended: bool,
+}
+
+/// The dispatcher reads the next page when this many rows are left.
+const LOW_WATER: usize = PAGE / 2;
+
+impl Feed {
+    /// The next row, or None when there are no more; waits while the dispatcher reads a
+    /// page.
+    async fn next(&self, stop: &Stopper) -> Option<WorkItem> {
+        loop {
+            // Created before the look, so a page pushed between the look and the wait
+            // still wakes it (Notify::notified catches notify_waiters from creation).
+            let refilled = self.refilled.notified();
+            {
+                let mut f = self.rows.lock().unwrap();
+                if let Some(row) = f.rows.pop_front() {
+                    if f.rows.len() == LOW_WATER {
+                        self.low.notify_one();
+                    }
+                    return Some(row);
+                }
+                if f.ended {
+                    return None;
+                }
+            }
+            self.low.notify_one();
+            tokio::select! {
+                () = refilled => {}
+                _ = stop.stopped() => return None,
+            }
+        }
+    }
+
+    fn push(&self, page: Vec<WorkItem>) {
+        self.rows.lock().unwrap().rows.extend(page);
+        self.refilled.notify_waiters();
+    }
+
+    fn end(&self) {
+        self.rows.lock().unwrap().ended = true;
+        self.refilled.notify_waiters();
+    }
+
+    fn rows_left(&self) -> usize {
+        self.rows.lock().unwrap().rows.len()
+    }
+}
+
+/// Run the plan's rows through a pool of `pool` tasks, each taking the next row when it
+/// has finished one, while this task pages the rows out of the checkpoint half a page
+/// ahead; then drain. Returns the tasks abandoned by the drain.
+///
+/// A pool rather than a task per object: spawning from a worker wakes a parked worker
+/// to steal the new task, so while paced (a worker parked between batches) every spawn
+/// cost two context switches. A scheduler trace at 1,000 rps showed the two workers
+/// waking each other in bursts of hundreds, one per spawned task (issue 14).
+async fn dispatch<S: ObjectStore>(
+    ctx: Arc<TaskContext<S>>,
+    mut reader: TodoReader,
+    outcomes: super::writer::WriterSender,
+    progress: Arc<Progress>,
+    d: Dispatch,
+) -> u64 {
+    let stop = ctx.stop.clone();
+    let feed = Arc::new(Feed {
+        rows: std::sync::Mutex::new(FeedRows { rows: Default::default(), ended: false }),
+        refilled: Notify::new(),
+        low: Notify::new(),
+    });
+    let mut tasks = JoinSet::new();
+    for _ in 0..d.pool.max(1) {
+        let (ctx, feed, tx, seed) = (ctx.clone(), feed.clone(), outcomes.clone(), d.seed);
+        tasks.spawn(async move {
+            while let Some(item) = feed.next(&ctx.stop).await {
+                if ctx.stop.is_stopped() {
+                    break;
+                }
+                ctx.counters.dispatched.fetch_add(1, Relaxed);
+                let outcome = migrate(&ctx, item, seed).await;
+                // Unattempted pending objects need no record; everything else is written.
+                if outcome.attempts > 0 {
+                    let _ = tx.send(outcome.into());
+                }
+            }
+        });
+    }
+    drop(outcomes);
+    while !stop.is_stopped() {
+        // A failed read stops the run like a failed write: the tasks already out are
+        // drained and recorded rather than dropped mid-request.
+        let page = match read_page(&mut reader, d.canary) {
+            Ok(p) => p,
+            Err(e) => {
+                stop.stop(StopReason::Checkpoint(e.to_string()));
+                break;
+            }
+        };
+        if page.is_empty() {
+            break;
+        }
+        feed.push(page);
+        if d.canary {
+            break;
+        }
+        while feed.rows_left() > LOW_WATER {
+            tokio::select! {
+                () = feed.low.notified() => {}
+                _ = stop.stopped() => break,
+            }
+        }
+    }
+    feed.end();
+    drain(&mut tasks, &stop, &progress, d.drain_timeout).await
 }
 
 /// The next rows to do: a page, or for a canary run the first row of each single-request
@@ -294,8 +406,9 @@ const PROBE_HOLD: Duration = Duration::from_secs(5);
 
 /// The run's controller, every [`CONTROL_PERIOD`]: the limiters' AIMD step (fold the
 /// admitted counts, raise the rates; kept off the request path), then, unless the window
-/// is fixed (`window` None), its size ([`size_window`]). On a stop it closes the window,
-/// so tasks queued for a slot wake at once and send nothing.
+/// is fixed (`window` None), its size ([`size_window`]). On a stop it closes the window
+/// and the limiters, so tasks queued for a slot or for tokens wake at once and send
+/// nothing.
 async fn control<S>(ctx: Arc<TaskContext<S>>, window: Option<usize>) {
     let mut tick = tokio::time::interval(CONTROL_PERIOD);
     let mut stop_seen = false;
@@ -306,6 +419,8 @@ async fn control<S>(ctx: Arc<TaskContext<S>>, window: Option<usize>) {
             _ = ctx.stop.stopped(), if !stop_seen => {
                 stop_seen = true;
                 ctx.window.close();
+                ctx.kms.close();
+                ctx.s3.close();
                 continue;
             }
         }
@@ -370,7 +485,11 @@ impl Sizer {
         let achieved = sent.saturating_sub(self.requests) as f64 / elapsed;
         (self.requests, self.at) = (sent, now);
         let allowed = (ctx.kms.rate() / ctx.kms_per_write.max(1e-6)).min(ctx.s3.rate());
-        let by_quota = ((allowed * latency * 1.5).ceil() as usize).clamp(MIN_WINDOW, MAX_WINDOW);
+        // A paced request also holds its slot while it waits for its batch to be let through
+        // (AdaptiveLimiter::admit_interval), so that wait counts as latency here.
+        let batching = ctx.kms.admit_interval(ctx.kms_per_write).max(ctx.s3.admit_interval(1.0));
+        let by_quota =
+            ((allowed * (latency + batching.as_secs_f64()) * 1.5).ceil() as usize).clamp(MIN_WINDOW, MAX_WINDOW);
         if achieved >= 0.9 * allowed || by_quota <= current {
             // The quota binds, or wants fewer slots than there are.
             self.probe = None;

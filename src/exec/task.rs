@@ -3,8 +3,8 @@
 //!
 //! Every request first takes a slot of the in-flight window, then its tokens from the
 //! KMS and S3 buckets, so at most `concurrency` tasks ever wait on the limiters (each
-//! limiter queues them, with one asleep on the clock). Between attempts the task
-//! holds no slot: a backoff sleep costs nothing but memory.
+//! limiter queues them, and its pacer lets them through in batches). Between attempts the
+//! task holds no slot: a backoff sleep costs nothing but memory.
 //!
 //! How an answer is handled (issue "execution", docs/s3-facts.md §2.3, §5):
 //! * success: done, with the ETag, version, key and checksum S3 reports;
@@ -694,26 +694,15 @@ where
         }
         // A stop wakes the tasks queued here: otherwise each would be paced through the
         // window and the limiters only to send nothing, holding the drain up for
-        // (queued tasks / rate) seconds. The controller closes the window on a stop,
-        // which wakes those queued for a slot; those waiting for rate tokens watch the
-        // stop signal, but only once they have to wait (watching costs a registration on
-        // a shared waker list, which a request that goes straight through should not pay).
+        // (queued tasks / rate) seconds. The controller closes the window and both
+        // limiters on a stop, which lets every queued task through at once to see it.
         let Ok(slot) = ctx.window.acquire().await else {
             return Err(Halt::Stopped);
         };
-        let paced = async {
-            if kms > 0.0 {
-                ctx.kms.acquire(kms).await;
-            }
-            ctx.s3.acquire(1.0).await;
-        };
-        tokio::pin!(paced);
-        if futures::poll!(&mut paced).is_pending() {
-            tokio::select! {
-                () = &mut paced => {}
-                _ = ctx.stop.stopped() => return Err(Halt::Stopped),
-            }
+        if kms > 0.0 {
+            ctx.kms.acquire(kms).await;
         }
+        ctx.s3.acquire(1.0).await;
         if ctx.stop.is_stopped() {
             return Err(Halt::Stopped);
         }

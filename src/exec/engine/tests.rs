@@ -933,7 +933,7 @@ async fn the_window_shrinks_while_every_slot_is_busy() {
         store: Arc::new(FakeStore::new(FakeBehaviour::default())),
         kms: Arc::new(AdaptiveLimiter::new("kms", 200.0, Duration::from_millis(500))),
         s3: Arc::new(AdaptiveLimiter::new("s3", 100_000.0, Duration::from_millis(500))),
-        window: Arc::new(Semaphore::new(16)),
+        window: Arc::new(Semaphore::new(48)),
         policy: RetryPolicy::default(),
         key_arn: KEY_ARN.into(),
         kms_sources: crate::plan::KmsSources::None,
@@ -947,8 +947,13 @@ async fn the_window_shrinks_while_every_slot_is_busy() {
         writer: crate::exec::writer::WriterSender::detached(),
         redecide: None,
     });
-    // 200 objects/s × 5 ms × 1.5 = 1.5 slots: Little's law wants the smallest window (the
-    // workers send far more than 200/s, so the quota is what binds).
+    // Little's law on 200 objects/s, over the latency plus the 50 ms a paced request may
+    // wait for its batch to be let through (AdaptiveLimiter::admit_interval): at 5 ms,
+    // 200 × 55 ms × 1.5 = 17 slots, fewer than the 48 the window opens with (the workers
+    // send far more than 200/s, so the quota is what binds).
+    let want = |latency: f64| (200.0 * (latency + 0.05) * 1.5).ceil() as usize;
+    assert_eq!(ctx.kms.admit_interval(1.0), Duration::from_millis(50));
+    assert_eq!(want(0.005), 17);
     counters.latency_us.store(5_000, Relaxed);
     let in_flight = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
@@ -969,7 +974,7 @@ async fn the_window_shrinks_while_every_slot_is_busy() {
             }
         });
     }
-    let controller = tokio::spawn(control(ctx.clone(), Some(16)));
+    let controller = tokio::spawn(control(ctx.clone(), Some(48)));
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let peak_before = peak.swap(0, Relaxed);
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -977,18 +982,20 @@ async fn the_window_shrinks_while_every_slot_is_busy() {
     running.store(false, Relaxed);
     while workers.join_next().await.is_some() {}
     eprintln!("window: reported {}, peak in flight {peak_before} then {peak_after}", counters.window.load(Relaxed));
-    assert_eq!(counters.window.load(Relaxed), MIN_WINDOW as u64);
-    assert!(peak_after <= MIN_WINDOW, "{peak_after} slots in use after shrinking to {MIN_WINDOW}");
-    // Every slot is back: the window holds exactly MIN_WINDOW, counting slots still owed.
+    assert_eq!(counters.window.load(Relaxed), want(0.005) as u64);
+    assert!(peak_after <= want(0.005), "{peak_after} slots in use after shrinking to {}", want(0.005));
+    // Every slot is back: the window holds exactly what it was shrunk to, counting slots
+    // still owed.
     let real = || ctx.window.available_permits() + ctx.window_excess.load(Relaxed);
-    assert_eq!(real(), MIN_WINDOW);
+    assert_eq!(real(), want(0.005));
 
-    // And it grows again: 200/s × 100 ms × 1.5 = 30 slots.
+    // And it grows again: 200/s × (100 + 50) ms × 1.5 = 45 slots.
     counters.latency_us.store(100_000, Relaxed);
     tokio::time::sleep(Duration::from_millis(600)).await;
     controller.abort();
-    assert_eq!(counters.window.load(Relaxed), 30);
-    assert_eq!((ctx.window.available_permits(), ctx.window_excess.load(Relaxed)), (30, 0));
+    assert!((45..=46).contains(&want(0.1)));
+    assert_eq!(counters.window.load(Relaxed), want(0.1) as u64);
+    assert_eq!((ctx.window.available_permits(), ctx.window_excess.load(Relaxed)), (want(0.1), 0));
 }
 
 /// 15. Told a quota far above what the client can drive (`--kms-rps 100000`), the default
