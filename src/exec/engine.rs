@@ -12,6 +12,8 @@ use super::{RunCounters, StopReason, Stopper};
 use crate::plan::classify::Method;
 use crate::s3::ObjectStore;
 use crate::store::{OutcomeWriter, StoreError, TodoReader, WorkItem};
+use futures::FutureExt;
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -130,7 +132,8 @@ pub struct RunReport {
     pub abandoned: u64,
 }
 
-/// Tasks in the pool, at least: the window, plus room for tasks sleeping between retries.
+/// Tasks in the pool (fewer only when there are fewer rows to do): the window, plus room
+/// for tasks sleeping between retries.
 const MIN_LIVE_TASKS: usize = 1024;
 /// Bounds of the default window.
 const MIN_WINDOW: usize = 4;
@@ -196,14 +199,19 @@ pub async fn run<S: ObjectStore>(store: Arc<S>, cfg: RunConfig, stop: Stopper) -
         Dispatch {
             canary: cfg.canary,
             seed: cfg.seed,
-            // At most one task per row to do.
-            pool: MIN_LIVE_TASKS.max(2 * cfg.concurrency.unwrap_or(MAX_WINDOW)).min(totals.objects.max(1) as usize),
+            // At most one task per row to do (a canary does one per method, two at most).
+            pool: MIN_LIVE_TASKS
+                .max(2 * cfg.concurrency.unwrap_or(MAX_WINDOW))
+                .min(totals.objects.max(1) as usize)
+                .min(if cfg.canary { 2 } else { usize::MAX }),
             drain_timeout: cfg.drain_timeout,
         },
     ));
     let abandoned = match dispatcher.await {
         Ok(abandoned) => abandoned,
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Cancelled: the runtime is shutting down, and with it every task.
+        Err(_) => 0,
     };
     controller.abort();
     // Wait for it to be dropped: it holds the context, whose writer sender must be gone
@@ -324,10 +332,17 @@ async fn dispatch<S: ObjectStore>(
                     break;
                 }
                 ctx.counters.dispatched.fetch_add(1, Relaxed);
-                let outcome = migrate(&ctx, item, seed).await;
-                // Unattempted pending objects need no record; everything else is written.
-                if outcome.attempts > 0 {
-                    let _ = tx.send(outcome.into());
+                let key = item.key.clone();
+                // A panic loses this object's outcome (it stays pending, for the next run),
+                // not the pool's task: with a task per object it lost only that task, and
+                // a pool that shrank with every panic could leave rows no task takes.
+                match AssertUnwindSafe(migrate(&ctx, item, seed)).catch_unwind().await {
+                    // Unattempted pending objects need no record; everything else is written.
+                    Ok(outcome) if outcome.attempts > 0 => {
+                        let _ = tx.send(outcome.into());
+                    }
+                    Ok(_) => {}
+                    Err(_) => tracing::error!("the task for {key} panicked; the object stays pending"),
                 }
             }
         });
@@ -336,7 +351,26 @@ async fn dispatch<S: ObjectStore>(
     while !stop.is_stopped() {
         // A failed read stops the run like a failed write: the tasks already out are
         // drained and recorded rather than dropped mid-request.
-        let page = match read_page(&mut reader, d.canary) {
+        // SQLite blocks: off the runtime's workers, which the pool is using.
+        let canary = d.canary;
+        let read = tokio::task::spawn_blocking(move || {
+            let page = read_page(&mut reader, canary);
+            (reader, page)
+        })
+        .await;
+        let page = match read {
+            Ok((r, page)) => {
+                reader = r;
+                page
+            }
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // The runtime is shutting down.
+            Err(e) => {
+                stop.stop(StopReason::Checkpoint(e.to_string()));
+                break;
+            }
+        };
+        let page = match page {
             Ok(p) => p,
             Err(e) => {
                 stop.stop(StopReason::Checkpoint(e.to_string()));

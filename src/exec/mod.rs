@@ -54,8 +54,9 @@ pub enum StopReason {
 /// One stop signal for the whole run; the first reason wins.
 ///
 /// Every request checks it, so the check is one atomic load; the watch channel holds the
-/// reason and wakes those waiting in [`Stopper::stopped`] (tasks asleep in a backoff or on
-/// a rate token, the dispatcher, the controller).
+/// reason and wakes those waiting in [`Stopper::stopped`] (tasks asleep in a backoff or
+/// waiting for a row, the dispatcher, the controller; the controller then closes the
+/// window and the limiters, which lets the tasks waiting there go).
 #[derive(Clone)]
 pub struct Stopper {
     stopped: Arc<AtomicBool>,

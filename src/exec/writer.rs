@@ -166,8 +166,8 @@ fn write_loop(
         };
         let mut urgent = take(first, &mut batch, &mut writer)?;
         // …then gather until the batch is full or MAX_DELAY has passed since it began (an
-        // upload record commits at once), taking what arrived every GATHER_TICK rather than
-        // waiting on the channel, which senders would have to wake.
+        // upload record commits at once), looking at what arrived when the batch should be
+        // full rather than waiting on the channel, which senders would have to wake.
         let began = Instant::now();
         let deadline = began + MAX_DELAY;
         let mut closed = false;
