@@ -235,7 +235,7 @@ pub async fn run<S: ObjectStore>(store: Arc<S>, cfg: RunConfig, stop: Stopper) -
 struct Dispatch {
     canary: bool,
     seed: u64,
-    /// Tasks in the pool.
+    /// Tasks in the pool (at least 1).
     pool: usize,
     drain_timeout: Duration,
 }
@@ -324,7 +324,7 @@ async fn dispatch<S: ObjectStore>(
         low: Notify::new(),
     });
     let mut tasks = JoinSet::new();
-    for _ in 0..d.pool.max(1) {
+    for _ in 0..d.pool {
         let (ctx, feed, tx, seed) = (ctx.clone(), feed.clone(), outcomes.clone(), d.seed);
         tasks.spawn(async move {
             while let Some(item) = feed.next(&ctx.stop).await {
@@ -349,8 +349,6 @@ async fn dispatch<S: ObjectStore>(
     }
     drop(outcomes);
     while !stop.is_stopped() {
-        // A failed read stops the run like a failed write: the tasks already out are
-        // drained and recorded rather than dropped mid-request.
         // SQLite blocks: off the runtime's workers, which the pool is using.
         let canary = d.canary;
         let read = tokio::task::spawn_blocking(move || {
@@ -359,19 +357,18 @@ async fn dispatch<S: ObjectStore>(
         })
         .await;
         let page = match read {
-            Ok((r, page)) => {
+            Ok((r, Ok(page))) => {
                 reader = r;
                 page
             }
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            // The runtime is shutting down.
-            Err(e) => {
+            // A failed read (or the runtime shutting down) stops the run like a failed
+            // write: the tasks already out are drained and recorded rather than dropped
+            // mid-request.
+            Ok((_, Err(e))) => {
                 stop.stop(StopReason::Checkpoint(e.to_string()));
                 break;
             }
-        };
-        let page = match page {
-            Ok(p) => p,
             Err(e) => {
                 stop.stop(StopReason::Checkpoint(e.to_string()));
                 break;

@@ -55,7 +55,8 @@ pub const MIN_RATE: f64 = 10.0;
 /// [`ADMIT_MAX`]), then lets them through one after another: one wake-up per batch rather
 /// than per request (issue 14).
 pub const ADMIT_BATCH: f64 = 64.0;
-/// The longest a head sleeps past its own cells: half the burst, so the batch always fits.
+/// The longest the pacer sleeps past the head's own cells: half the burst, so the batch
+/// always fits.
 pub const ADMIT_MAX: Duration = Duration::from_millis(50);
 
 const CUT: f64 = 0.7;
@@ -606,10 +607,7 @@ where
     pub fn close(&self) {
         let mut q = self.queue.lock().unwrap();
         q.closed = true;
-        for w in q.waiters.drain(..) {
-            self.waiting.fetch_sub(1, Ordering::Relaxed);
-            let _ = w.admit.send(());
-        }
+        q.release_all(&self.waiting);
     }
 
     /// Take `weight` requests' cells if all of them conform now (the common case: within
@@ -637,6 +635,16 @@ struct PaceQueue {
     closed: bool,
 }
 
+impl PaceQueue {
+    /// Let every queued request go, without its cells (`waiting` counts them).
+    fn release_all(&mut self, waiting: &AtomicUsize) {
+        for w in self.waiters.drain(..) {
+            waiting.fetch_sub(1, Ordering::Relaxed);
+            let _ = w.admit.send(());
+        }
+    }
+}
+
 /// One waiting request: its weight, the cells taken for it so far (a weight above the
 /// burst is taken in parts), and how to tell it to go.
 struct Waiter {
@@ -653,10 +661,7 @@ impl<C: Clock> Drop for PacerGone<'_, C> {
     fn drop(&mut self) {
         let Ok(mut q) = self.0.queue.lock() else { return };
         q.pacing = false;
-        for w in q.waiters.drain(..) {
-            self.0.waiting.fetch_sub(1, Ordering::Relaxed);
-            let _ = w.admit.send(());
-        }
+        q.release_all(&self.0.waiting);
     }
 }
 
@@ -1014,7 +1019,7 @@ mod tests {
     }
 
     /// A closed limiter (the run is stopping) lets every waiter go at once, and every later
-    /// request: at 10 rps, 40 waiters past the burst would otherwise take about 3 s.
+    /// request: at 10 rps, 40 waiters past the burst would otherwise take about 4 s.
     #[tokio::test]
     async fn a_closed_limiter_lets_every_waiter_go_at_once() {
         let l = std::sync::Arc::new(AdaptiveLimiter::new("s3", 10.0, S));
