@@ -18,6 +18,7 @@
 //! * [`replaced`]: `--delete-replaced-versions`, the versions copies left behind, deleted
 //!   one by one once the copy is verified.
 
+mod bounded;
 pub mod check;
 pub mod pass;
 pub mod replaced;

@@ -2,6 +2,7 @@
 //! verdict in the checkpoint in batched transactions. A stop signal (Ctrl-C) ends it with
 //! the verdicts so far recorded.
 
+use super::bounded::run_bounded;
 use super::check::{check, Expect, Finding};
 use super::select::Selection;
 use crate::exec::RetryPolicy;
@@ -154,34 +155,16 @@ pub async fn verify_all<S: ObjectStore>(
     stop: impl Future<Output = ()>,
 ) -> Result<Tally, VerifyError> {
     let mut tally = Tally::new();
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut exhausted = false;
     let mut recorder = Recorder { cp, batch: Vec::with_capacity(BATCH_ROWS), flushed: Instant::now() };
     let mut reported = Instant::now();
-    tokio::pin!(stop);
-    loop {
-        while !exhausted && tasks.len() < opts.concurrency.max(1) {
-            match selection.next(cp).map_err(VerifyError::Read)? {
-                Some(item) => {
-                    let (store, expect, policy) = (store.clone(), expect.clone(), opts.policy);
-                    tasks.spawn(async move {
-                        let finding = check(store.as_ref(), &policy, &expect, &item).await;
-                        Checked { item, finding }
-                    });
-                }
-                None => exhausted = true,
-            }
+    let work = |item: VerifyItem| {
+        let (store, expect, policy) = (store.clone(), expect.clone(), opts.policy);
+        async move {
+            let finding = check(store.as_ref(), &policy, &expect, &item).await;
+            Checked { item, finding }
         }
-        let joined = tokio::select! {
-            biased;
-            _ = &mut stop => {
-                tally.interrupted = true;
-                break;
-            }
-            j = tasks.join_next() => j,
-        };
-        let Some(joined) = joined else { break };
-        let c = joined.map_err(VerifyError::Task)?;
+    };
+    let done = |c: Checked| {
         tally.refuse_early(&c.finding)?;
         recorder.push(&c)?;
         tally.add(c);
@@ -190,8 +173,10 @@ pub async fn verify_all<S: ObjectStore>(
             eprintln!("rekey: verified {n} of {of}, {bad} not ok");
             reported = Instant::now();
         }
-    }
-    tasks.abort_all();
+        Ok(())
+    };
+    let next = || selection.next(cp).map_err(VerifyError::Read);
+    tally.interrupted = run_bounded(opts.concurrency, next, work, done, stop).await?;
     recorder.flush()?;
     Ok(tally)
 }

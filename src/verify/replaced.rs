@@ -16,6 +16,7 @@
 //! checkpoint (`replaced_deleted_at` or `replaced_delete_detail`), so a later pass skips
 //! what is deleted; a version found gone (404) is recorded as deleted.
 
+use super::bounded::run_bounded;
 use super::check::{describe, one_line};
 use super::pass::VerifyError;
 use super::retry::retrying;
@@ -148,37 +149,27 @@ pub async fn delete_replaced<S: ObjectStore>(
     stop: impl Future<Output = ()>,
 ) -> Result<DeleteTally, VerifyError> {
     let mut tally = DeleteTally::default();
-    let mut tasks = tokio::task::JoinSet::new();
     let (mut after, mut buf, mut end) = (0i64, std::collections::VecDeque::new(), false);
     let mut answered = false;
-    tokio::pin!(stop);
-    loop {
-        while tasks.len() < concurrency.max(1) {
-            if buf.is_empty() && !end {
-                let page = cp.replaced_page(after, PAGE_ROWS).map_err(VerifyError::Read)?;
-                end = page.len() < PAGE_ROWS;
-                if let Some(last) = page.last() {
-                    after = last.id;
-                }
-                buf.extend(page);
+    let next = || {
+        if buf.is_empty() && !end {
+            let page = cp.replaced_page(after, PAGE_ROWS).map_err(VerifyError::Read)?;
+            end = page.len() < PAGE_ROWS;
+            if let Some(last) = page.last() {
+                after = last.id;
             }
-            let Some(item) = buf.pop_front() else { break };
-            let (store, expect) = (store.clone(), expect.clone());
-            tasks.spawn(async move {
-                let d = dispose(store.as_ref(), &policy, &expect, &item).await;
-                (item, d)
-            });
+            buf.extend(page);
         }
-        let joined = tokio::select! {
-            biased;
-            _ = &mut stop => {
-                tally.interrupted = true;
-                break;
-            }
-            j = tasks.join_next() => j,
-        };
-        let Some(joined) = joined else { break };
-        let (item, d) = joined.map_err(VerifyError::Task)?;
+        Ok(buf.pop_front())
+    };
+    let work = |item: ReplacedItem| {
+        let (store, expect) = (store.clone(), expect.clone());
+        async move {
+            let d = dispose(store.as_ref(), &policy, &expect, &item).await;
+            (item, d)
+        }
+    };
+    let done = |(item, d): (ReplacedItem, Result<Disposal, crate::s3::S3CallError>)| {
         let record = match d {
             Err(e) if e.kind == S3ErrorKind::Fatal && !answered => {
                 return Err(VerifyError::RefusedDelete { why: describe(&e) });
@@ -213,7 +204,8 @@ pub async fn delete_replaced<S: ObjectStore>(
         };
         // One row per transaction: a deletion is never forgotten by a crash after it.
         cp.record_replaced(&[row]).map_err(VerifyError::Record)?;
-    }
-    tasks.abort_all();
+        Ok(())
+    };
+    tally.interrupted = run_bounded(concurrency, next, work, done, stop).await?;
     Ok(tally)
 }
