@@ -7,17 +7,19 @@
 //! sends one outcome). A crash loses at most the batch being gathered: those objects
 //! stay pending, and redoing them is safe (If-Match, then HEAD).
 //!
-//! Only the first message of a batch wakes the writer. While it gathers the rest it does
-//! not wait on the channel (every send would then wake it, a futex call per outcome: 5 %
-//! of the CPU at a few thousand objects/s) but looks again when the batch should be full
-//! at the rate it fills (by the batch's deadline at the latest), taking all that arrived at once. An upload record is the exception: its task waits for the
-//! commit, so [`WriterSender::send`] wakes the writer for it at once.
+//! No outcome wakes the writer. It never waits on the channel (every send would then wake
+//! it, a futex call per outcome: 5 % of the CPU at a few thousand objects/s; and at a paced
+//! trickle, where every outcome is the first of a batch, one wake-up per batch) but looks
+//! at it: when idle every [`MAX_DELAY`], and while gathering when the batch should be full
+//! at the rate it fills (by the batch's deadline at the latest), taking all that arrived at
+//! once. An upload record is the exception: its task waits for the commit, so
+//! [`WriterSender::send`] wakes the writer for it at once.
 
 use super::progress::Progress;
 use super::{StopReason, Stopper};
 use crate::store::{OutcomeRecord, OutcomeWriter, StoreError};
 use std::path::PathBuf;
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -141,16 +143,27 @@ fn write_loop(
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut last_progress = Instant::now();
     let doc = |p: &Option<Arc<Progress>>| p.as_ref().and_then(|p| serde_json::to_string(&p.snapshot()).ok());
+    // The last look that found the channel empty: a record found at the next look may
+    // have waited since then, so its batch counts as begun there.
+    let mut looked = Instant::now();
     loop {
-        // Wait for the first record of a batch (waking up to refresh progress)…
-        let first = match rx.recv_timeout(PROGRESS_EVERY) {
+        // Look for the first record of a batch without waiting on the channel: a wait
+        // would have the first sender of every batch wake this thread, and at a paced
+        // trickle every record is the first of a batch. Between looks it sleeps, for the
+        // batch's whole delay (woken early by an upload record or by finish()), and wakes to
+        // refresh progress once a second when idle.
+        let first = match rx.try_recv() {
             Ok(r) => r,
-            Err(RecvTimeoutError::Timeout) => {
-                writer.record(&[], doc(&progress).as_deref())?;
-                last_progress = Instant::now();
+            Err(TryRecvError::Empty) => {
+                if last_progress.elapsed() >= PROGRESS_EVERY {
+                    writer.record(&[], doc(&progress).as_deref())?;
+                    last_progress = Instant::now();
+                }
+                looked = Instant::now();
+                std::thread::park_timeout(MAX_DELAY);
                 continue;
             }
-            Err(RecvTimeoutError::Disconnected) => break,
+            Err(TryRecvError::Disconnected) => break,
         };
         let mut acks = Vec::new();
         let mut take = |m: WriterMsg, batch: &mut Vec<OutcomeRecord>, writer: &mut OutcomeWriter| match m {
@@ -168,7 +181,7 @@ fn write_loop(
         // …then gather until the batch is full or MAX_DELAY has passed since it began (an
         // upload record commits at once), looking at what arrived when the batch should be
         // full rather than waiting on the channel, which senders would have to wake.
-        let began = Instant::now();
+        let began = looked;
         let deadline = began + MAX_DELAY;
         let mut closed = false;
         while batch.len() < MAX_BATCH && !urgent {
@@ -204,6 +217,7 @@ fn write_loop(
         stats.records += batch.len() as u64;
         stats.batches += 1;
         batch.clear();
+        looked = Instant::now();
         if closed {
             break;
         }
