@@ -133,7 +133,7 @@ pub fn run(cli: Cli, runtime: &tokio::runtime::Runtime) -> Result<()> {
     match cli.command {
         Command::Estimate(args) => plan_cmd::run(args, plan_cmd::Mode::Estimate, runtime).map(|_| ()),
         Command::Plan(args) => plan_cmd::run(args, plan_cmd::Mode::Plan, runtime).map(|_| ()),
-        Command::Run(args) => run_cmd::run(args, runtime),
+        Command::Run(args) => run_cmd::run(args),
         Command::Status(args) => run_cmd::status(args),
         Command::Preflight(args) => preflight_cmd::run(args, runtime),
         Command::Verify(args) => verify_cmd::run(args, runtime),

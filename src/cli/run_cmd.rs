@@ -23,7 +23,7 @@ use crate::preflight::likely_cause;
 use crate::s3::{connect, DirectStore, S3Settings, SdkStore};
 use crate::store::{add_counts, Checkpoint, ObjectStatus, Verdict};
 use crate::units::{human_bytes, human_duration, thousands};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -153,9 +153,13 @@ pub(super) fn config(args: &RunArgs, cp: &Checkpoint) -> Result<(RunConfig, S3Se
     Ok((cfg, s3))
 }
 
-pub fn run(args: RunArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
+/// `rekey run`. It builds its own runtime, sized to the run's request ceiling
+/// ([`crate::exec::runtime`]), rather than take the CLI's.
+pub fn run(args: RunArgs) -> Result<()> {
     let cp = Checkpoint::open(&args.state)?;
     let (mut cfg, s3) = config(&args, &cp)?;
+    let sized = crate::exec::runtime::for_run(&cfg).context("cannot start the run's async runtime")?;
+    let runtime = &sized;
     // Only --preserve-acl needs the buckets. Read from the rows still to do: a DISTINCT
     // over the whole plan scanned every row, 2 s of a resumed 10 M-row run's start-up.
     let buckets = if cfg.fidelity.preserve_acl { cp.todo_buckets(100)? } else { Vec::new() };

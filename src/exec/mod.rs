@@ -11,6 +11,8 @@
 //! * the **writer** ([`writer`]), a plain thread owning the SQLite connection, commits
 //!   outcomes in batches (1,000 rows or 250 ms) together with a progress document that
 //!   `rekey status` reads from another process;
+//! * the whole run executes on a runtime with one worker per 5,000 requests/s of its
+//!   ceiling ([`runtime`]): waiting on two workers costs more than waiting on one;
 //! * a **controller** sizes the in-flight window (Little's law on the quota, or by trial
 //!   to what the client drives when the quota is out of reach), and the
 //!   [`progress`] reporter draws bars or log lines.
@@ -26,6 +28,7 @@ pub mod limiter;
 pub mod progress;
 pub mod redecide;
 pub mod retry;
+pub mod runtime;
 pub mod task;
 pub mod writer;
 

@@ -151,7 +151,7 @@ fn live(args: &DemoArgs, dir: &Path, runtime: &tokio::runtime::Runtime) -> Resul
     plan_cmd::run(PlanArgs { job: None, settings }, Mode::Plan, runtime)?;
     eprintln!();
     let run_args = RunArgs::defaults(&state);
-    super::run_cmd::run(run_args, runtime)?;
+    super::run_cmd::run(run_args)?;
 
     eprintln!("\nrekey demo: checking every object with HEAD and GetObjectTagging…");
     let problems = runtime.block_on(verify(&s3, &spec.bucket, &key, &seeded))?;
