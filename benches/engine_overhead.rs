@@ -13,7 +13,9 @@
 //! Then CPU per object while paced (issue 14): the fake answers after 20 ms, and the run
 //! is paced by `--s3-rps` R for R = 1,000, 3,500 and 20,000 (about 3 s of objects at R),
 //! beside the same objects unpaced (both limiters at 10M/s) at the same window (128, as in
-//! the issue; 1,024 at 20,000, which 128 slots at 20 ms cannot carry). Each pair alternates
+//! the issue; 1,024 at 20,000, which 128 slots at 20 ms cannot carry). Each leg runs on
+//! the runtime `rekey run` builds for it (`rekey::exec::runtime`: one worker per 5,000
+//! requests/s, at most one per core); `REKEY_BENCH_WORKERS=2` puts both on the same one. Each pair alternates
 //! `REKEY_BENCH_CPU_RUNS` times and prints medians and the paced/unpaced ratio:
 //! `paced: s3 3500 rps, window 128: paced 101.2 µs/object (3490 objects/s) vs unpaced 95.3
 //! (6300 objects/s): 1.06×`. `REKEY_BENCH_ONLY=paced` runs only this part (no criterion);
@@ -22,7 +24,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rekey::exec::progress::ProgressMode;
-use rekey::exec::{run, RunConfig, Stopper};
+use rekey::exec::{run, runtime, RunConfig, Stopper};
 use rekey::inventory::InventoryRow;
 use rekey::plan::classify::{Decision, Method};
 use rekey::s3::{FakeBehaviour, FakeObject, FakeStore};
@@ -78,6 +80,15 @@ fn prepared(path: &Path, objs: &[PlannedObject]) -> Arc<FakeStore> {
 /// A rate high enough never to pace.
 const UNPACED: f64 = 10_000_000.0;
 
+/// The runtime `rekey run` builds for a run paced to `rps` (one worker per 5,000 requests/s,
+/// at most one per core: rekey::exec::runtime), or `REKEY_BENCH_WORKERS` workers for every
+/// leg, to compare paced and unpaced on the same runtime.
+fn runtime_for(rps: f64) -> tokio::runtime::Runtime {
+    let forced = std::env::var("REKEY_BENCH_WORKERS").ok().and_then(|v| v.parse().ok());
+    let workers = forced.unwrap_or_else(|| runtime::workers_for(rps, runtime::cores()));
+    runtime::build(workers).unwrap()
+}
+
 fn one_run(rt: &tokio::runtime::Runtime, path: &Path, store: Arc<FakeStore>, window: usize) {
     paced_run(rt, path, store, window, UNPACED, OBJECTS);
 }
@@ -111,7 +122,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// CPU per object paced at several S3 rates, each beside the same run unpaced (issue 14).
-fn cpu_per_object_paced(rt: &tokio::runtime::Runtime, dir: &Path) {
+fn cpu_per_object_paced(dir: &Path) {
     const LATENCY: Duration = Duration::from_millis(20);
     // `REKEY_BENCH_RATES=1000,3500` runs only those rates (to profile one of them).
     let only: Option<Vec<f64>> =
@@ -125,8 +136,13 @@ fn cpu_per_object_paced(rt: &tokio::runtime::Runtime, dir: &Path) {
         let objs: Vec<PlannedObject> = (0..objects).map(planned).collect();
         let path = dir.join(format!("paced-{rate}.rekey"));
         let (mut paced, mut unpaced) = (Vec::new(), Vec::new());
+        // Each leg on the runtime `rekey run` would give it, built once per leg (outside
+        // the measured CPU).
+        let (paced_rt, unpaced_rt) = (runtime_for(rate), runtime_for(UNPACED));
+        let workers = |rt: &tokio::runtime::Runtime| rt.metrics().num_workers();
+        let (paced_workers, unpaced_workers) = (workers(&paced_rt), workers(&unpaced_rt));
         for _ in 0..runs() {
-            for (limit, out) in [(rate, &mut paced), (UNPACED, &mut unpaced)] {
+            for (limit, out, rt) in [(rate, &mut paced, &paced_rt), (UNPACED, &mut unpaced, &unpaced_rt)] {
                 // `REKEY_BENCH_LEG=paced` (or `unpaced`) runs one side only, to profile it.
                 if std::env::var("REKEY_BENCH_LEG").is_ok_and(|l| (l == "paced") != (limit == rate)) {
                     out.push((f64::NAN, f64::NAN));
@@ -143,8 +159,8 @@ fn cpu_per_object_paced(rt: &tokio::runtime::Runtime, dir: &Path) {
         let show = |v: &[(f64, f64)]| v.iter().map(|s| format!("{:.1}", s.0)).collect::<Vec<_>>().join(", ");
         let (p, u) = (median(paced.iter().map(|s| s.0).collect()), median(unpaced.iter().map(|s| s.0).collect()));
         println!(
-            "paced: s3 {rate:.0} rps, window {window}, 20 ms, {objects} objects: paced {p:.1} µs/object ({:.0} objects/s) \
-             vs unpaced {u:.1} ({:.0} objects/s): {:.2}×; runs [{}] vs [{}]",
+            "paced: s3 {rate:.0} rps, window {window}, 20 ms, {objects} objects: paced {p:.1} µs/object ({:.0} objects/s, \
+             {paced_workers} workers) vs unpaced {u:.1} ({:.0} objects/s, {unpaced_workers} workers): {:.2}×; runs [{}] vs [{}]",
             median(paced.iter().map(|s| s.1).collect()),
             median(unpaced.iter().map(|s| s.1).collect()),
             p / u,
@@ -190,13 +206,13 @@ fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bench.rekey");
     let objs: Vec<PlannedObject> = (0..OBJECTS).map(planned).collect();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = runtime_for(UNPACED);
     if std::env::var("REKEY_BENCH_ONLY").is_ok_and(|v| v == "paced") {
-        cpu_per_object_paced(&rt, dir.path());
+        cpu_per_object_paced(dir.path());
         return;
     }
     cpu_per_object(&rt, &path, &objs);
-    cpu_per_object_paced(&rt, dir.path());
+    cpu_per_object_paced(dir.path());
     let mut g = c.benchmark_group("engine");
     g.throughput(Throughput::Elements(OBJECTS as u64));
     g.sample_size(10).measurement_time(Duration::from_secs(30));
