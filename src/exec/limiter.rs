@@ -22,7 +22,7 @@
 //! lock-free check and goes. One that must wait joins the limiter's first-in-first-out
 //! queue, and one pacer task per limiter lets the queue through as cells conform. The
 //! pacer sleeps, on a tokio timer, at least [`ADMIT_BATCH`] requests' worth of time (at
-//! most [`ADMIT_MAX`], within the burst), so each wake-up lets a batch through: a wake-up of
+//! most [`ADMIT_MAX`], half the burst), so each wake-up lets a batch through: a wake-up of
 //! a parked worker cost 40–70 µs of CPU on the 2-core test machine, as much as a request.
 //! Before, governor's `until_n_ready` had every waiting task sleep to the same instant and
 //! re-poll (12× the CPU per object of an unpaced run at 1,000 rps), and then a queue on an
@@ -55,12 +55,9 @@ pub const MIN_RATE: f64 = 10.0;
 /// [`ADMIT_MAX`]), then lets them through one after another: one wake-up per batch rather
 /// than per request (issue 14).
 pub const ADMIT_BATCH: f64 = 64.0;
-/// The longest the pacer sleeps past the head's own cells: 80 % of the 100 ms burst, so the
-/// batch always fits and a wake-up a few milliseconds late loses no cells (at 100 ms, 1 %
-/// of the rate was lost to late wake-ups). 80 rather than 50: on the 2-core test machine
-/// each pacer wake-up and the burst of answers it leads to cost 150–400 µs of CPU beyond
-/// the requests' own work, and at 1,000 rps the longer sleep took 3 µs off each object.
-pub const ADMIT_MAX: Duration = Duration::from_millis(80);
+/// The longest the pacer sleeps past the head's own cells: half the burst, so the batch
+/// always fits.
+pub const ADMIT_MAX: Duration = Duration::from_millis(50);
 
 const CUT: f64 = 0.7;
 /// The rate is raised at most this often.
@@ -1012,9 +1009,7 @@ mod tests {
         }
         assert_eq!(*order.lock().unwrap(), (0..25).collect::<Vec<_>>());
         assert_eq!(l.waiting.load(Ordering::Relaxed), 0);
-        // Empty the bucket (the pacer's last batch may leave cells over): this one has to
-        // wait, and is given up on.
-        while l.try_acquire(1.0) {}
+        // The bucket is empty now: this one has to wait, and is given up on.
         let gave_up = tokio::time::timeout(Duration::from_micros(10), l.acquire(1.0)).await;
         assert!(gave_up.is_err(), "the 26th request conformed at once");
         assert_eq!(l.waiting.load(Ordering::Relaxed), 0, "a dropped waiter stays counted");
