@@ -206,11 +206,11 @@ fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bench.rekey");
     let objs: Vec<PlannedObject> = (0..OBJECTS).map(planned).collect();
-    let rt = runtime_for(UNPACED);
     if std::env::var("REKEY_BENCH_ONLY").is_ok_and(|v| v == "paced") {
         cpu_per_object_paced(dir.path());
         return;
     }
+    let rt = runtime_for(UNPACED);
     cpu_per_object(&rt, &path, &objs);
     cpu_per_object_paced(dir.path());
     let mut g = c.benchmark_group("engine");

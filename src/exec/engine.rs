@@ -515,7 +515,7 @@ impl Sizer {
         }
         let achieved = sent.saturating_sub(self.requests) as f64 / elapsed;
         (self.requests, self.at) = (sent, now);
-        let allowed = (ctx.kms.rate() / ctx.kms_per_write.max(1e-6)).min(ctx.s3.rate());
+        let allowed = super::runtime::requests_allowed(ctx.kms.rate(), ctx.kms_per_write, ctx.s3.rate());
         // A paced request also holds its slot while it waits for its batch to be let through
         // (AdaptiveLimiter::admit_interval), so that wait counts as latency here.
         let batching = ctx.kms.admit_interval(ctx.kms_per_write).max(ctx.s3.admit_interval(1.0));

@@ -46,8 +46,14 @@ impl RunConfig {
     /// The most requests per second the limiters allow: the S3 rate, or the KMS rate over
     /// the KMS requests one write causes, whichever is lower.
     pub fn request_ceiling(&self) -> f64 {
-        (self.kms_rps / self.kms_per_write.max(1e-6)).min(self.s3_rps)
+        requests_allowed(self.kms_rps, self.kms_per_write, self.s3_rps)
     }
+}
+
+/// Requests per second the limiters allow at `kms_rps` and `s3_rps`, when one write causes
+/// `kms_per_write` KMS requests (the window sizer applies it to the limiters' live rates).
+pub fn requests_allowed(kms_rps: f64, kms_per_write: f64, s3_rps: f64) -> f64 {
+    (kms_rps / kms_per_write.max(1e-6)).min(s3_rps)
 }
 
 #[cfg(test)]
