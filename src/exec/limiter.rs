@@ -16,7 +16,8 @@
 //! After that the rate follows [`Aimd`]: cut to 0.7× on a throttle (at most once per
 //! cooldown, so one burst of 503s from a full in-flight window counts once), then climb
 //! back: quickly to just below the rate that was throttled, slowly above it, never past the
-//! configured ceiling.
+//! configured ceiling, and only while the limiter is what holds requests back (the
+//! admitted rate reaches [`RAMP_DEMAND`] of the rate, as in slow start).
 //!
 //! Waiting (issue 14): a request that conforms now takes its cells with governor's
 //! lock-free check and goes. One that must wait joins the limiter's first-in-first-out
@@ -241,6 +242,16 @@ impl Aimd {
         }
         if let Some(cut) = self.last_cut {
             self.last_raise = self.last_raise.max(cut + self.cooldown);
+        }
+        if self.admitted_rate.is_some_and(|r| r >= MIN_RATE && r < RAMP_DEMAND * self.rate) {
+            // Fewer requests are sent than the rate allows (the run is paced elsewhere, or
+            // the backend is slower than the limit): a raise would be blind, and the rate
+            // it builds up would burst into the quota the moment demand comes back. Like
+            // an application-limited TCP sender (RFC 7661), hold, and do not bank the time.
+            // A reading below the floor is no reading (as for a cut): everything is in
+            // backoff after a storm, and the climb back must not wait for it.
+            self.last_raise = now;
+            return;
         }
         while now.saturating_sub(self.last_raise) >= STEP && self.rate < self.ceiling {
             self.rate = match self.knee {
@@ -882,6 +893,24 @@ mod tests {
         // then probe slowly above it.
         d.run(2000, 200, 1.0);
         assert!((190.0..=0.97 * 210.0).contains(&d.l.rate()), "{}", d.l.rate());
+    }
+
+    #[test]
+    fn no_raise_while_fewer_requests_are_sent_than_the_rate_allows() {
+        // CI saw it: cut once near a 200 rps gate, then the emulator served only 137/s, and
+        // the rate climbed blind to 844 (it would have burst into the gate the moment the
+        // emulator caught up).
+        let mut d = Driven::new(1000.0, Duration::from_millis(500));
+        d.run(1100, 200, 1.0);
+        d.l.on_throttle();
+        let cut = d.l.rate();
+        assert!((190.0..=210.0).contains(&cut), "cut to {cut}");
+        d.run(31_100, 137, 1.0);
+        // (One 0.3 % probe step may come before the first window at 137/s closes.)
+        assert!(d.l.rate() <= 1.01 * cut, "held while 137/s were sent: {} after a cut to {cut}", d.l.rate());
+        // Demand comes back: the climb goes on, all the way to the ceiling.
+        d.run(91_100, 2000, 1.0);
+        assert_eq!(d.l.rate(), 1000.0);
     }
 
     #[test]
