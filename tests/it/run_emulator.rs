@@ -277,45 +277,48 @@ async fn sigkill_mid_run_then_resume_does_every_object_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quota_gate_below_the_configured_rate_is_found_without_failures() {
-    const N: u64 = 1200;
+    const N: u64 = 1000;
+    // KMS lets 80 requests/s through; the engine is told 1,000. The gate sits well below
+    // what moto serves even on a loaded machine: at 200 rps, a CI machine's moto served
+    // 137 objects/s, so the gate was reached once, and the test measured the emulator.
+    const GATE: f64 = 80.0;
     let f = fixture(Moto::start(), N as usize, 4).await;
-    // KMS lets 200 requests/s through; the engine is told 1,000.
-    f.moto.configure(r#"{"kms_rps": 200}"#);
+    f.moto.configure(&format!(r#"{{"kms_rps": {GATE}}}"#));
     f.moto.reset_stats();
     let out = rekey(&f.moto, &["run", "--state", f.state.to_str().unwrap(), "--kms-rps", "1000", "--json-progress"]);
     assert!(out.status.success(), "run failed: {}", String::from_utf8_lossy(&out.stderr));
     let snapshots: Vec<Value> =
         String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let last = snapshots.last().unwrap();
-    let s = status(&f);
-    assert_eq!(count(&s, "by_status", "done"), N, "{s}");
-    assert_eq!(last["failed"], 0);
     let stats = f.moto.stats();
     let throttled = stats["throttled_kms"].as_u64().unwrap_or(0);
     let requests = last["requests"].as_u64().unwrap();
-    assert_eq!(last["throttles_kms"].as_u64().unwrap(), throttled, "every throttle the emulator sent is counted");
-    assert!(throttled > 0, "the gate was reached");
     // The second half of the run, once converged: requests and throttles between the
     // middle snapshot and the end.
     let mid = &snapshots[snapshots.len() / 2];
     let d = |k: &str| last[k].as_u64().unwrap() - mid[k].as_u64().unwrap();
     let (late_requests, late_throttles) = (d("requests"), d("throttles_kms"));
     let late_rate = d("done") as f64 / (last["elapsed_secs"].as_f64().unwrap() - mid["elapsed_secs"].as_f64().unwrap());
+    let ended = last["kms_rate"].as_f64().unwrap();
     eprintln!(
-        "gate 200 rps, configured 1000: {:.0} objects/s overall, {late_rate:.0}/s in the second half; \
+        "gate {GATE} rps, configured 1000: {:.0} objects/s overall, {late_rate:.0}/s in the second half; \
          throttled {throttled} of {requests} requests ({:.1} %), {late_throttles} of {late_requests} in the second half ({:.1} %); \
-         limiter ended at {:.0} rps",
+         limiter ended at {ended:.0} rps",
         N as f64 / last["elapsed_secs"].as_f64().unwrap(),
         100.0 * throttled as f64 / requests as f64,
         100.0 * late_throttles as f64 / late_requests.max(1) as f64,
-        last["kms_rate"].as_f64().unwrap()
     );
-    // The limiter came down from 1,000 to near the gate, and throttles became rare.
-    let ended = last["kms_rate"].as_f64().unwrap();
-    // Never far above the gate. The lower bound only catches a collapse to the floor (10):
-    // on a loaded machine the emulator itself serves less than its gate (117 rps seen with
-    // three builds beside it), and following that down is right.
-    assert!((40.0..=260.0).contains(&ended), "limiter ended at {ended}");
+    let s = status(&f);
+    assert_eq!(count(&s, "by_status", "done"), N, "{s}");
+    assert_eq!(last["failed"], 0);
+    assert_eq!(last["throttles_kms"].as_u64().unwrap(), throttled, "every throttle the emulator sent is counted");
+    assert!(throttled > 0, "the gate was reached");
+    // The limiter came down from 1,000 to near the gate, and throttles became rare. Never
+    // far above the gate: it holds, rather than climbs, while fewer requests are sent than
+    // it allows. The lower bound only catches a collapse to the floor (10): on a loaded
+    // machine the emulator itself may serve less than its gate, and following that down
+    // is right.
+    assert!((0.2 * GATE..=1.3 * GATE).contains(&ended), "limiter ended at {ended}");
     assert!(
         (late_throttles as f64) < 0.10 * late_requests as f64,
         "{late_throttles} of {late_requests} throttled late"
